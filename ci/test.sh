@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# THE test command of omnifuse. On a fresh clone it installs what the tests need when it is
+# missing (idempotent, quiet), then runs rustfmt, clippy with warnings as errors, and every
+# test of the workspace in release mode. Exit status is non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export CARGO_INCREMENTAL=0
+start=$(date +%s)
+step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+
+step "install: what the tests need"
+bash ci/install.sh
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+step "clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --release --quiet -- -D warnings
+
+step "tests (release)"
+cargo test --workspace --release
+
+step "done"

@@ -1,0 +1,330 @@
+//! The op set: every operation a backend may be asked to run, with its exact meaning.
+//!
+//! Conventions: tensors are dense and row-major; "rows" are all leading dimensions and the
+//! last dimension is the feature axis. Floating-point ops on f16/bf16 compute in f32 and
+//! round once on store. Shape and dtype rules are in [`crate::infer`].
+
+use std::fmt;
+
+use crate::dtype::DType;
+
+/// A pointwise activation that a GEMM epilogue or a standalone op applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Activation {
+    /// Identity.
+    #[default]
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// GELU, exact erf form: `0.5·x·(1 + erf(x/√2))` (what BERT-style models use).
+    Gelu,
+}
+
+impl Activation {
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::None => "none",
+            Activation::Relu => "relu",
+            Activation::Gelu => "gelu",
+        }
+    }
+}
+
+/// What a GEMM does to each output element after the dot product, in one pass:
+/// `out = act(scale · (A·B) + bias) + residual`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Epilogue {
+    /// Output scale applied to the dot product (1.0 for none).
+    pub scale: f32,
+    /// A bias vector of length N is an input (after A and B).
+    pub bias: bool,
+    /// The activation.
+    pub activation: Activation,
+    /// A residual tensor of the output's shape is an input (after the bias, if any).
+    pub residual: bool,
+}
+
+impl Default for Epilogue {
+    fn default() -> Self {
+        Epilogue { scale: 1.0, bias: false, activation: Activation::None, residual: false }
+    }
+}
+
+impl Epilogue {
+    /// True when the epilogue does nothing.
+    pub fn is_identity(&self) -> bool {
+        self.scale == 1.0 && !self.bias && self.activation == Activation::None && !self.residual
+    }
+}
+
+/// A (batched) matrix product with a fused epilogue.
+///
+/// Inputs: `A`, `B`, then `bias` if [`Epilogue::bias`], then `residual` if
+/// [`Epilogue::residual`]. `A` is `[M, K]` (or `[K, M]` when `trans_a`), optionally with a
+/// leading batch dimension; `B` is `[K, N]` (or `[N, K]` when `trans_b`), either rank 2 (shared
+/// by every batch, as weights are) or rank 3 with the same batch. The output is `[M, N]` or
+/// `[batch, M, N]`. For i8 inputs the product accumulates in i32 and the output is i32;
+/// dequantisation is then a separate op (the fused INT8 epilogue is its own kernel family).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct GemmSpec {
+    /// `A` is stored transposed (`[K, M]`).
+    pub trans_a: bool,
+    /// `B` is stored transposed (`[N, K]`), as PyTorch `Linear` weights are.
+    pub trans_b: bool,
+    /// The fused epilogue.
+    pub epilogue: Epilogue,
+}
+
+/// Reduction used by [`Op::Pool`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    /// Arithmetic mean.
+    Mean,
+    /// Maximum.
+    Max,
+}
+
+/// One operation. See each variant for its inputs, output and meaning.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Matrix product with epilogue; see [`GemmSpec`].
+    Gemm(GemmSpec),
+    /// Layer normalisation over the last axis: inputs `x [.., N]`, `gamma [N]`, `beta [N]`;
+    /// `y = (x − mean) / sqrt(var + eps) · gamma + beta` with the biased variance.
+    LayerNorm {
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// Softmax over the last axis, max-subtracted.
+    Softmax,
+    /// GELU (erf form), elementwise.
+    Gelu,
+    /// ReLU, elementwise.
+    Relu,
+    /// `a + b`; `b` has `a`'s shape or a suffix of it (broadcast over leading axes, e.g. a
+    /// bias `[N]` onto `[M, N]`). i32 addition wraps.
+    Add,
+    /// `a · b` with the same broadcast rule as [`Op::Add`]. i32 multiplication wraps.
+    Mul,
+    /// `x · factor`, elementwise.
+    Scale {
+        /// The factor.
+        factor: f32,
+    },
+    /// Row gather: inputs `table [V, D]`, `ids` (i32, any shape `S`); output `S ++ [D]`.
+    /// An id outside `0..V` is an error at launch.
+    Embedding,
+    /// 1-D convolution along the sequence with "same" padding and stride 1 (TextCNN):
+    /// inputs `x [B, L, Cin]`, `w [W, Cin, Cout]`, then `bias [Cout]` if `bias`; output
+    /// `[B, L, Cout]`. Zero padding of `(W−1)/2` on the left and the rest on the right.
+    Conv1d {
+        /// A bias input follows the weight.
+        bias: bool,
+    },
+    /// Patch extraction for patch embedding: input `x [B, H, W, C]` (H, W divisible by
+    /// `patch`), output `[B, (H/p)·(W/p), p·p·C]`, patches in row-major order, each patch's
+    /// elements in (row, column, channel) order. A GEMM with the patch weights follows.
+    Im2col {
+        /// Patch side in pixels.
+        patch: usize,
+    },
+    /// Mean or max over one axis, which is removed from the shape.
+    Pool {
+        /// Mean or max.
+        kind: PoolKind,
+        /// The reduced axis.
+        axis: usize,
+    },
+    /// Concatenation of two or more inputs along `axis`.
+    Concat {
+        /// The axis.
+        axis: usize,
+    },
+    /// Elements `start..end` along `axis`.
+    Slice {
+        /// The axis.
+        axis: usize,
+        /// First index kept.
+        start: usize,
+        /// One past the last index kept.
+        end: usize,
+    },
+    /// Axis permutation: output axis `i` is input axis `perm[i]`.
+    Permute {
+        /// The permutation.
+        perm: Vec<usize>,
+    },
+    /// Symmetric quantisation to i8: `q = clamp(round(x / scale), −127, 127)`, rounding half
+    /// away from zero.
+    Quantize {
+        /// Positive, finite step.
+        scale: f32,
+    },
+    /// `x · scale` from i8 or i32 to f32.
+    Dequantize {
+        /// Positive, finite step.
+        scale: f32,
+    },
+    /// Plain (unfused) multi-head attention over padded batches: inputs `q [B, Sq, H·Dh]`,
+    /// `k [B, Sk, H·Dh]`, `v [B, Sk, H·Dh]`; output `[B, Sq, H·Dh]`;
+    /// `O = softmax(Q·Kᵀ·scale) · V` per head. With `causal`, query `i` sees keys
+    /// `j ≤ i + (Sk − Sq)` (bottom-right aligned); a query that sees no key outputs zeros.
+    Attention {
+        /// Number of heads H (divides the last dimension).
+        heads: usize,
+        /// Causal mask.
+        causal: bool,
+        /// Logit scale; `None` means `1/sqrt(Dh)`.
+        scale: Option<f32>,
+    },
+}
+
+/// The kind of an op without its parameters: the unit of `supports` tables and reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpKind {
+    /// [`Op::Gemm`]
+    Gemm,
+    /// [`Op::LayerNorm`]
+    LayerNorm,
+    /// [`Op::Softmax`]
+    Softmax,
+    /// [`Op::Gelu`]
+    Gelu,
+    /// [`Op::Relu`]
+    Relu,
+    /// [`Op::Add`]
+    Add,
+    /// [`Op::Mul`]
+    Mul,
+    /// [`Op::Scale`]
+    Scale,
+    /// [`Op::Embedding`]
+    Embedding,
+    /// [`Op::Conv1d`]
+    Conv1d,
+    /// [`Op::Im2col`]
+    Im2col,
+    /// [`Op::Pool`]
+    Pool,
+    /// [`Op::Concat`]
+    Concat,
+    /// [`Op::Slice`]
+    Slice,
+    /// [`Op::Permute`]
+    Permute,
+    /// [`Op::Quantize`]
+    Quantize,
+    /// [`Op::Dequantize`]
+    Dequantize,
+    /// [`Op::Attention`]
+    Attention,
+}
+
+const FLOATS: &[DType] = &[DType::F32, DType::F16, DType::BF16];
+const ALL: &[DType] = &DType::ALL;
+
+impl OpKind {
+    /// Every op kind.
+    pub const ALL: [OpKind; 18] = [
+        OpKind::Gemm,
+        OpKind::LayerNorm,
+        OpKind::Softmax,
+        OpKind::Gelu,
+        OpKind::Relu,
+        OpKind::Add,
+        OpKind::Mul,
+        OpKind::Scale,
+        OpKind::Embedding,
+        OpKind::Conv1d,
+        OpKind::Im2col,
+        OpKind::Pool,
+        OpKind::Concat,
+        OpKind::Slice,
+        OpKind::Permute,
+        OpKind::Quantize,
+        OpKind::Dequantize,
+        OpKind::Attention,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Gemm => "gemm",
+            OpKind::LayerNorm => "layernorm",
+            OpKind::Softmax => "softmax",
+            OpKind::Gelu => "gelu",
+            OpKind::Relu => "relu",
+            OpKind::Add => "add",
+            OpKind::Mul => "mul",
+            OpKind::Scale => "scale",
+            OpKind::Embedding => "embedding",
+            OpKind::Conv1d => "conv1d",
+            OpKind::Im2col => "im2col",
+            OpKind::Pool => "pool",
+            OpKind::Concat => "concat",
+            OpKind::Slice => "slice",
+            OpKind::Permute => "permute",
+            OpKind::Quantize => "quantize",
+            OpKind::Dequantize => "dequantize",
+            OpKind::Attention => "attention",
+        }
+    }
+
+    /// Parse a name from [`OpKind::name`].
+    pub fn parse(s: &str) -> crate::Result<OpKind> {
+        OpKind::ALL.iter().copied().find(|k| k.name() == s).ok_or_else(|| {
+            let names: Vec<_> = OpKind::ALL.iter().map(|k| k.name()).collect();
+            crate::Error::invalid(format!("unknown op '{s}': expected one of {}", names.join(", ")))
+        })
+    }
+
+    /// The dtypes this op is defined for, keyed by its first input's dtype (the table a
+    /// backend's `supports` answers against).
+    pub fn dtypes(self) -> &'static [DType] {
+        match self {
+            OpKind::Gemm => &[DType::F32, DType::F16, DType::BF16, DType::I8],
+            OpKind::Add | OpKind::Mul => &[DType::F32, DType::F16, DType::BF16, DType::I32],
+            OpKind::Im2col | OpKind::Concat | OpKind::Slice | OpKind::Permute => ALL,
+            OpKind::Dequantize => &[DType::I8, DType::I32],
+            _ => FLOATS,
+        }
+    }
+}
+
+impl fmt::Display for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Op {
+    /// The op's kind.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Gemm(_) => OpKind::Gemm,
+            Op::LayerNorm { .. } => OpKind::LayerNorm,
+            Op::Softmax => OpKind::Softmax,
+            Op::Gelu => OpKind::Gelu,
+            Op::Relu => OpKind::Relu,
+            Op::Add => OpKind::Add,
+            Op::Mul => OpKind::Mul,
+            Op::Scale { .. } => OpKind::Scale,
+            Op::Embedding => OpKind::Embedding,
+            Op::Conv1d { .. } => OpKind::Conv1d,
+            Op::Im2col { .. } => OpKind::Im2col,
+            Op::Pool { .. } => OpKind::Pool,
+            Op::Concat { .. } => OpKind::Concat,
+            Op::Slice { .. } => OpKind::Slice,
+            Op::Permute { .. } => OpKind::Permute,
+            Op::Quantize { .. } => OpKind::Quantize,
+            Op::Dequantize { .. } => OpKind::Dequantize,
+            Op::Attention { .. } => OpKind::Attention,
+        }
+    }
+
+    /// The op's name.
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+}

@@ -1,0 +1,145 @@
+//! The kernel set a CPU tier implements. Both tiers — reference and fast — implement the
+//! same trait over f32 (and i8 for the integer GEMM, bytes for data movement); the launcher
+//! in [`crate::launch`] maps every op and dtype onto it, so the two tiers differ only in how
+//! they compute, never in what.
+
+use omnifuse_core::Result;
+use omnifuse_core::op::{Epilogue, PoolKind};
+
+/// A (batched) GEMM over host slices. Element `(i, p)` of `A` in batch `b` is
+/// `a[b·m·k + (trans_a ? p·m + i : i·k + p)]`; element `(p, j)` of `B` is
+/// `b[(b_shared ? 0 : b·k·n) + (trans_b ? j·k + p : p·n + j)]`; the output is
+/// `out[b·m·n + i·n + j]`. The epilogue is `act(scale·acc + bias[j]) + residual[...]`.
+#[derive(Clone, Copy, Debug)]
+pub struct GemmArgs<'a, T> {
+    /// Number of products.
+    pub batch: usize,
+    /// Output rows.
+    pub m: usize,
+    /// Output columns.
+    pub n: usize,
+    /// Reduction length.
+    pub k: usize,
+    /// `A` data.
+    pub a: &'a [T],
+    /// `A` is stored `[K, M]`.
+    pub trans_a: bool,
+    /// `B` data.
+    pub b: &'a [T],
+    /// `B` is stored `[N, K]`.
+    pub trans_b: bool,
+    /// One `B` for all batches.
+    pub b_shared: bool,
+    /// The epilogue.
+    pub epilogue: Epilogue,
+    /// Bias of length `n` (when the epilogue has one).
+    pub bias: Option<&'a [f32]>,
+    /// Residual shaped like the output (when the epilogue has one).
+    pub residual: Option<&'a [f32]>,
+}
+
+impl<T> GemmArgs<'_, T> {
+    /// Offset of `A`'s batch `b`.
+    pub fn a_offset(&self, b: usize) -> usize {
+        b * self.m * self.k
+    }
+
+    /// Offset of `B`'s batch `b`.
+    pub fn b_offset(&self, b: usize) -> usize {
+        if self.b_shared { 0 } else { b * self.k * self.n }
+    }
+}
+
+/// Elementwise binary ops with suffix broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    /// `a + b`
+    Add,
+    /// `a · b`
+    Mul,
+}
+
+/// Arguments of plain attention over padded batches: `q [B, Sq, H·Dh]`, `k`/`v [B, Sk, H·Dh]`.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionArgs<'a> {
+    /// Batch.
+    pub batch: usize,
+    /// Query length.
+    pub sq: usize,
+    /// Key length.
+    pub sk: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Head width.
+    pub head_dim: usize,
+    /// Causal (bottom-right aligned).
+    pub causal: bool,
+    /// Logit scale.
+    pub scale: f32,
+    /// Queries.
+    pub q: &'a [f32],
+    /// Keys.
+    pub k: &'a [f32],
+    /// Values.
+    pub v: &'a [f32],
+}
+
+/// Shape of a 1-D "same" convolution: `x [b, l, cin]`, `w [width, cin, cout]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Conv1dShape {
+    /// Batch.
+    pub b: usize,
+    /// Sequence length.
+    pub l: usize,
+    /// Input channels.
+    pub cin: usize,
+    /// Kernel width.
+    pub width: usize,
+    /// Output channels.
+    pub cout: usize,
+}
+
+/// One CPU tier's kernels. All slices are exactly the sizes the shapes imply; the launcher
+/// has validated them.
+pub trait Kernels: Sync {
+    /// Tier name (`reference`, `fast`).
+    fn name(&self) -> &'static str;
+    /// f32 GEMM with epilogue.
+    fn gemm_f32(&self, g: &GemmArgs<f32>, out: &mut [f32]);
+    /// i8 × i8 → i32 GEMM (the epilogue is identity).
+    fn gemm_i8(&self, g: &GemmArgs<i8>, out: &mut [i32]);
+    /// Layer norm over rows of length `n`.
+    fn layernorm(&self, x: &[f32], gamma: &[f32], beta: &[f32], n: usize, eps: f32, out: &mut [f32]);
+    /// Softmax over rows of length `n`.
+    fn softmax(&self, x: &[f32], n: usize, out: &mut [f32]);
+    /// GELU (erf form).
+    fn gelu(&self, x: &[f32], out: &mut [f32]);
+    /// ReLU.
+    fn relu(&self, x: &[f32], out: &mut [f32]);
+    /// `x · factor`.
+    fn scale(&self, x: &[f32], factor: f32, out: &mut [f32]);
+    /// `a op b` with `b` repeated over `a` (its length divides `a`'s).
+    fn binary_f32(&self, op: Binary, a: &[f32], b: &[f32], out: &mut [f32]);
+    /// Wrapping `a op b` on i32 with the same broadcast.
+    fn binary_i32(&self, op: Binary, a: &[i32], b: &[i32], out: &mut [i32]);
+    /// Gather rows of `row_bytes` bytes from `table` (`rows` rows) by `ids`.
+    fn embedding(&self, table: &[u8], rows: usize, row_bytes: usize, ids: &[i32], out: &mut [u8]) -> Result<()>;
+    /// "Same" conv1d with optional bias.
+    fn conv1d(&self, s: Conv1dShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]);
+    /// Patch extraction on `[b, h, w, c]` elements of `elem` bytes.
+    fn im2col(&self, x: &[u8], elem: usize, dims: [usize; 4], patch: usize, out: &mut [u8]);
+    /// Reduce the middle axis of `[outer, len, inner]`.
+    fn pool(&self, kind: PoolKind, x: &[f32], outer: usize, len: usize, inner: usize, out: &mut [f32]);
+    /// Concatenate along an axis: `parts[i]` is `[outer, inner_bytes[i]]` as bytes.
+    fn concat(&self, parts: &[&[u8]], outer: usize, inner_bytes: &[usize], out: &mut [u8]);
+    /// Slice `[outer, len·inner]` bytes to `[outer, (end−start)·inner]`, `inner` in bytes.
+    fn slice(&self, x: &[u8], outer: usize, len: usize, inner: usize, start: usize, end: usize, out: &mut [u8]);
+    /// Permute axes of a tensor with `dims` of `elem`-byte elements.
+    fn permute(&self, x: &[u8], elem: usize, dims: &[usize], perm: &[usize], out: &mut [u8]);
+    /// `clamp(round(x / scale), −127, 127)`.
+    fn quantize(&self, x: &[f32], scale: f32, out: &mut [i8]);
+    /// `x · scale`.
+    fn dequantize(&self, x: &[f32], scale: f32, out: &mut [f32]);
+    /// Plain multi-head attention.
+    fn attention(&self, a: &AttentionArgs, out: &mut [f32]);
+}

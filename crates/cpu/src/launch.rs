@@ -1,0 +1,248 @@
+//! Maps every op and dtype onto a tier's [`Kernels`]: typed views of the buffers' bytes
+//! (f16/bf16 widened to f32 and narrowed once on store), sizes from the validated shapes.
+
+use std::borrow::Cow;
+
+use half::{bf16, f16};
+use omnifuse_core::infer::gemm_dims;
+use omnifuse_core::op::Op;
+use omnifuse_core::tensor::bytes_to_f32;
+use omnifuse_core::{DType, Error, Result, TensorDesc};
+
+use crate::kernels::{AttentionArgs, Binary, Conv1dShape, GemmArgs, Kernels};
+
+/// An input: its description and its bytes (exactly `desc.bytes()` long).
+pub struct In<'a> {
+    /// Shape and dtype.
+    pub desc: &'a TensorDesc,
+    /// The bytes.
+    pub bytes: &'a [u8],
+}
+
+/// The values of `x` as f32: borrowed for f32 (when aligned), widened otherwise.
+fn f32s<'a>(x: &In<'a>) -> Cow<'a, [f32]> {
+    if x.desc.dtype == DType::F32
+        && let Ok(s) = bytemuck::try_cast_slice::<u8, f32>(x.bytes)
+    {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(bytes_to_f32(x.desc.dtype, x.bytes))
+}
+
+fn cast<T: bytemuck::Pod>(bytes: &[u8]) -> Cow<'_, [T]> {
+    match bytemuck::try_cast_slice::<u8, T>(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(bytes)),
+    }
+}
+
+/// Compute into an f32 view of `out` and store it in `dtype`.
+fn store_f32(dtype: DType, out: &mut [u8], f: impl FnOnce(&mut [f32]) -> Result<()>) -> Result<()> {
+    match dtype {
+        DType::F32 => match bytemuck::try_cast_slice_mut::<u8, f32>(out) {
+            Ok(o) => f(o),
+            Err(_) => {
+                let mut tmp = vec![0.0f32; out.len() / 4];
+                f(&mut tmp)?;
+                out.copy_from_slice(bytemuck::cast_slice(&tmp));
+                Ok(())
+            }
+        },
+        DType::F16 | DType::BF16 => {
+            let mut tmp = vec![0.0f32; out.len() / 2];
+            f(&mut tmp)?;
+            for (o, v) in out.chunks_exact_mut(2).zip(tmp) {
+                let b =
+                    if dtype == DType::F16 { f16::from_f32(v).to_le_bytes() } else { bf16::from_f32(v).to_le_bytes() };
+                o.copy_from_slice(&b);
+            }
+            Ok(())
+        }
+        other => Err(Error::dtype("store", format!("cannot store f32 results as {other}"))),
+    }
+}
+
+fn store_i32(out: &mut [u8], f: impl FnOnce(&mut [i32])) {
+    match bytemuck::try_cast_slice_mut::<u8, i32>(out) {
+        Ok(o) => f(o),
+        Err(_) => {
+            let mut tmp = vec![0i32; out.len() / 4];
+            f(&mut tmp);
+            out.copy_from_slice(bytemuck::cast_slice(&tmp));
+        }
+    }
+}
+
+fn prod(d: &[usize]) -> usize {
+    d.iter().product()
+}
+
+/// Run `op` on `inputs` with tier `k`, writing `out` (described by `out_desc`). Shapes were
+/// validated by `Op::infer`.
+pub fn launch(k: &dyn Kernels, op: &Op, inputs: &[In<'_>], out_desc: &TensorDesc, out: &mut [u8]) -> Result<()> {
+    let od = out_desc.dtype;
+    let elem = inputs.first().map_or(1, |x| x.desc.dtype.size());
+    match op {
+        Op::Gemm(spec) => {
+            let d = gemm_dims(op, inputs[0].desc, inputs[1].desc, spec.trans_a, spec.trans_b)?;
+            let ep = spec.epilogue;
+            if inputs[0].desc.dtype == DType::I8 {
+                let (a, b) = (cast::<i8>(inputs[0].bytes), cast::<i8>(inputs[1].bytes));
+                let g = GemmArgs {
+                    batch: d.batch,
+                    m: d.m,
+                    n: d.n,
+                    k: d.k,
+                    a: &a,
+                    trans_a: spec.trans_a,
+                    b: &b,
+                    trans_b: spec.trans_b,
+                    b_shared: d.b_shared,
+                    epilogue: ep,
+                    bias: None,
+                    residual: None,
+                };
+                store_i32(out, |o| k.gemm_i8(&g, o));
+                return Ok(());
+            }
+            let (a, b) = (f32s(&inputs[0]), f32s(&inputs[1]));
+            let mut next = 2;
+            let bias = ep.bias.then(|| {
+                next += 1;
+                f32s(&inputs[next - 1])
+            });
+            let residual = ep.residual.then(|| f32s(&inputs[next]));
+            let g = GemmArgs {
+                batch: d.batch,
+                m: d.m,
+                n: d.n,
+                k: d.k,
+                a: &a,
+                trans_a: spec.trans_a,
+                b: &b,
+                trans_b: spec.trans_b,
+                b_shared: d.b_shared,
+                epilogue: ep,
+                bias: bias.as_deref(),
+                residual: residual.as_deref(),
+            };
+            store_f32(od, out, |o| {
+                k.gemm_f32(&g, o);
+                Ok(())
+            })
+        }
+        Op::LayerNorm { eps } => {
+            let (x, g, b) = (f32s(&inputs[0]), f32s(&inputs[1]), f32s(&inputs[2]));
+            let n = inputs[0].desc.shape.last();
+            store_f32(od, out, |o| {
+                k.layernorm(&x, &g, &b, n, *eps, o);
+                Ok(())
+            })
+        }
+        Op::Softmax | Op::Gelu | Op::Relu | Op::Scale { .. } => {
+            let x = f32s(&inputs[0]);
+            let n = inputs[0].desc.shape.last();
+            store_f32(od, out, |o| {
+                match op {
+                    Op::Softmax => k.softmax(&x, n, o),
+                    Op::Gelu => k.gelu(&x, o),
+                    Op::Relu => k.relu(&x, o),
+                    Op::Scale { factor } => k.scale(&x, *factor, o),
+                    _ => {}
+                }
+                Ok(())
+            })
+        }
+        Op::Add | Op::Mul => {
+            let bop = if matches!(op, Op::Add) { Binary::Add } else { Binary::Mul };
+            if od == DType::I32 {
+                let (a, b) = (cast::<i32>(inputs[0].bytes), cast::<i32>(inputs[1].bytes));
+                store_i32(out, |o| k.binary_i32(bop, &a, &b, o));
+                return Ok(());
+            }
+            let (a, b) = (f32s(&inputs[0]), f32s(&inputs[1]));
+            store_f32(od, out, |o| {
+                k.binary_f32(bop, &a, &b, o);
+                Ok(())
+            })
+        }
+        Op::Embedding => {
+            let t = inputs[0].desc.shape.dims();
+            let ids = cast::<i32>(inputs[1].bytes);
+            k.embedding(inputs[0].bytes, t[0], t[1] * elem, &ids, out)
+        }
+        Op::Conv1d { bias } => {
+            let (xd, wd) = (inputs[0].desc.shape.dims(), inputs[1].desc.shape.dims());
+            let s = Conv1dShape { b: xd[0], l: xd[1], cin: xd[2], width: wd[0], cout: wd[2] };
+            let (x, w) = (f32s(&inputs[0]), f32s(&inputs[1]));
+            let b = bias.then(|| f32s(&inputs[2]));
+            store_f32(od, out, |o| {
+                k.conv1d(s, &x, &w, b.as_deref(), o);
+                Ok(())
+            })
+        }
+        Op::Im2col { patch } => {
+            let d = inputs[0].desc.shape.dims();
+            k.im2col(inputs[0].bytes, elem, [d[0], d[1], d[2], d[3]], *patch, out);
+            Ok(())
+        }
+        Op::Pool { kind, axis } => {
+            let d = inputs[0].desc.shape.dims();
+            let (outer, len, inner) = (prod(&d[..*axis]), d[*axis], prod(&d[axis + 1..]));
+            let x = f32s(&inputs[0]);
+            store_f32(od, out, |o| {
+                k.pool(*kind, &x, outer, len, inner, o);
+                Ok(())
+            })
+        }
+        Op::Concat { axis } => {
+            let outer = prod(&inputs[0].desc.shape.dims()[..*axis]);
+            let parts: Vec<&[u8]> = inputs.iter().map(|x| x.bytes).collect();
+            let inner: Vec<usize> = inputs.iter().map(|x| prod(&x.desc.shape.dims()[*axis..]) * elem).collect();
+            k.concat(&parts, outer, &inner, out);
+            Ok(())
+        }
+        Op::Slice { axis, start, end } => {
+            let d = inputs[0].desc.shape.dims();
+            k.slice(inputs[0].bytes, prod(&d[..*axis]), d[*axis], prod(&d[axis + 1..]) * elem, *start, *end, out);
+            Ok(())
+        }
+        Op::Permute { perm } => {
+            k.permute(inputs[0].bytes, elem, inputs[0].desc.shape.dims(), perm, out);
+            Ok(())
+        }
+        Op::Quantize { scale } => {
+            let x = f32s(&inputs[0]);
+            k.quantize(&x, *scale, bytemuck::cast_slice_mut(out));
+            Ok(())
+        }
+        Op::Dequantize { scale } => {
+            let x = f32s(&inputs[0]);
+            store_f32(od, out, |o| {
+                k.dequantize(&x, *scale, o);
+                Ok(())
+            })
+        }
+        Op::Attention { heads, causal, scale } => {
+            let (qd, kd) = (inputs[0].desc.shape.dims(), inputs[1].desc.shape.dims());
+            let head_dim = qd[2] / heads;
+            let (q, kk, v) = (f32s(&inputs[0]), f32s(&inputs[1]), f32s(&inputs[2]));
+            let a = AttentionArgs {
+                batch: qd[0],
+                sq: qd[1],
+                sk: kd[1],
+                heads: *heads,
+                head_dim,
+                causal: *causal,
+                scale: scale.unwrap_or(1.0 / (head_dim as f32).sqrt()),
+                q: &q,
+                k: &kk,
+                v: &v,
+            };
+            store_f32(od, out, |o| {
+                k.attention(&a, o);
+                Ok(())
+            })
+        }
+    }
+}
