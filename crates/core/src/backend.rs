@@ -142,6 +142,18 @@ pub trait Backend: Send + Sync {
 /// Check, before a launch, that `op` fits `inputs` and `output` and that `output` aliases no
 /// input: the shared guard every backend's `launch` calls first.
 pub fn check_launch(backend: &str, op: &Op, inputs: &[&Tensor], output: &Tensor) -> Result<()> {
+    for (i, t) in inputs.iter().chain(std::iter::once(&output)).enumerate() {
+        if t.buf.bytes() < t.desc.bytes() {
+            let what = if i == inputs.len() { "output".to_string() } else { format!("input {i}") };
+            return Err(Error::invalid(format!(
+                "{}: {what} is {} ({} bytes) but its buffer holds {} bytes",
+                op.name(),
+                t.desc,
+                t.desc.bytes(),
+                t.buf.bytes()
+            )));
+        }
+    }
     let descs: Vec<&TensorDesc> = inputs.iter().map(|t| &t.desc).collect();
     let want = op.infer(&descs)?;
     if want != output.desc {

@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod buffer;
+pub mod cache;
 pub mod dtype;
 pub mod error;
 pub mod exec;

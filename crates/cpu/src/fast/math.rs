@@ -1,21 +1,43 @@
-//! Vectorisable f32 math for the fast tier: branch-free `exp` the compiler can turn into SIMD
-//! over slices, and a helper that splits work across the thread pool only when it pays.
+//! Helpers of the fast tier: the vectorisable `exp` (shared with the GEMM epilogue) and a
+//! splitter that spreads work over the thread pool only when it pays.
 
 use rayon::prelude::*;
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-const LN2_HI: f32 = 0.693_145_75;
-const LN2_LO: f32 = 1.428_606_8e-6;
+pub use crate::epilogue::exp;
 
-/// e^x for x in f32 range, ~2 ulp: range reduction by powers of two and a degree-6
-/// polynomial. Saturates below −87.3 (returns ~1e-38, not 0) and above 88 (returns ~1.6e38).
+/// Run `f` compiled for the widest SIMD this CPU has. The compiler vectorises plain loops only
+/// for the target it was told about (baseline x86-64 is SSE2); inlining `f` into a function
+/// with AVX-512 or AVX2 enabled lets the same loop use those registers. Chosen at run time.
 #[inline(always)]
-pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.0);
-    let n = (x * LOG2E).round();
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+pub fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+        fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+        {
+            // SAFETY: every feature the function enables was detected on this CPU just above
+            // (AVX-512F/BW/VL/DQ imply AVX2, FMA and F16C on every CPU that has them).
+            return unsafe { avx512(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            // SAFETY: AVX2, FMA and F16C were detected on this CPU just above.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
 }
 
 /// Elements per parallel task: below this, work stays on the calling thread.
@@ -28,23 +50,8 @@ pub fn par_rows<T: Sync, U: Send>(x: &[T], out: &mut [U], row_len: usize, f: imp
     let rows_per_task = (GRAIN / row_len).max(1);
     let chunk = rows_per_task * row_len;
     if x.len() <= chunk {
-        f(x, out);
+        simd(|| f(x, out));
     } else {
-        x.par_chunks(chunk).zip(out.par_chunks_mut(chunk)).for_each(|(a, o)| f(a, o));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn exp_is_accurate() {
-        let mut worst = 0.0f64;
-        let mut x = -80.0f32;
-        while x < 80.0 {
-            let want = (x as f64).exp();
-            worst = worst.max(((super::exp(x) as f64) - want).abs() / want);
-            x += 0.0123;
-        }
-        assert!(worst < 5e-7, "worst relative error {worst}");
+        x.par_chunks(chunk).zip(out.par_chunks_mut(chunk)).for_each(|(a, o)| simd(|| f(a, o)));
     }
 }

@@ -17,6 +17,20 @@ fn sum_lanes(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail.iter().map(|&v| f(v)).sum::<f32>()
 }
 
+/// Maximum of `x` over 16 independent lanes (a single running max is a serial dependency
+/// chain the compiler may not reorder).
+fn max_lanes(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    tail.iter().chain(acc.iter()).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
 /// Layer norm over rows of length `n` (two passes: mean, then centred variance).
 pub fn layernorm(x: &[f32], gamma: &[f32], beta: &[f32], n: usize, eps: f32, out: &mut [f32]) {
     if n == 0 {
@@ -41,7 +55,7 @@ pub fn softmax(x: &[f32], n: usize, out: &mut [f32]) {
     }
     par_rows(x, out, n, |xs, os| {
         for (row, o) in xs.chunks_exact(n).zip(os.chunks_exact_mut(n)) {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let max = max_lanes(row);
             for j in 0..n {
                 o[j] = exp(row[j] - max);
             }
