@@ -4,7 +4,6 @@
 //! kernel cannot report a figure.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use half::{bf16, f16};
 use omnifuse_core::op::{GemmSpec, Op, OpKind};
@@ -13,7 +12,7 @@ use omnifuse_registry::{OpenOptions, open_with};
 use serde_json::json;
 
 use crate::peers::{self, GemmPeer};
-use crate::timing::median_ms;
+use crate::timing;
 
 /// Arguments of `omnifuse kernels`.
 #[derive(clap::Args, Debug)]
@@ -42,17 +41,13 @@ pub struct Args {
     /// The peer to run next to us.
     #[arg(long, value_enum, default_value_t = GemmPeer::Gemm)]
     peer: GemmPeer,
-    /// Timed repetitions (0 = as many as fit in about two seconds, at least 5).
+    /// Timed rounds, each running ours, the peer and (on the CPU) the peak probe once
+    /// (0 = as many as fit in about three seconds, 5 to 100).
     #[arg(long, default_value_t = 0)]
     reps: usize,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-}
-
-struct Measured {
-    name: String,
-    median_ms: f64,
 }
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -106,36 +101,51 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let b = dev.to_device(&host(dtype, [k, n], &b_vals)?)?;
     let op = Op::Gemm(GemmSpec::default());
     let out = dev.run_op(&op, &[&a, &b])?;
-    let budget = Duration::from_secs(2);
-    let ours_ms = median_ms(1, args.reps, budget, || launch(&*dev, &op, &a, &b, &out))?;
-    let ours = dev.to_host(&out)?.to_f32();
-
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(|e| Error::invalid(format!("thread pool: {e}")))?;
-    let (peer, peer_out) = pool.install(|| run_peer(&args, dtype, m, n, k, threads, budget))?;
-    let diff = max_rel_diff(&ours, &peer_out);
+    let mut peer = PeerRun::new(args.peer, dtype, &a_vals, &b_vals, m, n, k, threads);
+    let mut ours = || launch(&*dev, &op, &a, &b, &out);
+    let mut theirs = || pool.install(|| peer.run());
+    // Warm up both, then size the run to about three seconds of the pair.
+    let pair = timing::time_ms(&mut ours)? + timing::time_ms(&mut theirs)?;
+    let reps = if args.reps > 0 { args.reps } else { (3000.0 / pair.max(1e-3)).clamp(5.0, 100.0) as usize };
+    let cpu = info.backend == "cpu";
+    let (mut t_ours, mut t_peer, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        t_ours.push(timing::time_ms(&mut ours)?);
+        t_peer.push(timing::time_ms(&mut theirs)?);
+        if cpu {
+            peaks.push(omnifuse_cpu::peak::probe(&pool).0);
+        }
+    }
+    let (ours_ms, peer_ms) = (timing::median(&t_ours), timing::median(&t_peer));
+    let ours_out = dev.to_host(&out)?.to_f32();
+    let diff = max_rel_diff(&ours_out, &peer.output());
     let limit = match dtype {
-        DType::F32 => 1e-4,
         DType::F16 => 2e-2,
         DType::BF16 => 5e-2,
         _ => 1e-4,
     };
+    let (peak, peak_source) = if cpu {
+        (timing::median(&peaks), format!("FMA probe interleaved with the timed runs, median of {reps}"))
+    } else {
+        (info.peak_gflops_f32.unwrap_or(0.0), info.peak_source.clone())
+    };
 
     let flops = 2.0 * m as f64 * n as f64 * k as f64;
     let gflops = flops / (ours_ms * 1e6);
-    let peer_gflops = flops / (peer.median_ms * 1e6);
-    let peak = info.peak_gflops_f32.unwrap_or(0.0);
+    let peer_gflops = flops / (peer_ms * 1e6);
     let peak_fraction = if peak > 0.0 { gflops / peak } else { 0.0 };
-    let ratio = peer.median_ms / ours_ms;
+    let ratio = peer_ms / ours_ms;
     let kernel = omnifuse_cpu::fast::gemm::f32_kernel_name();
     if args.json {
         let v = json!({
             "op": "gemm", "backend": info.name, "dtype": dtype.name(), "shape": [m, n, k],
             "median_ms": ours_ms, "gflops": gflops, "peak_fraction": peak_fraction,
-            "peer": {"name": peer.name, "median_ms": peer.median_ms, "gflops": peer_gflops},
-            "ratio": ratio, "threads": threads, "peak_gflops": peak, "peak_source": info.peak_source,
+            "peer": {"name": peer.name(), "median_ms": peer_ms, "gflops": peer_gflops},
+            "ratio": ratio, "threads": threads, "peak_gflops": peak, "peak_source": peak_source, "reps": reps,
             "kernel": kernel, "max_rel_diff": diff, "device_name": info.device_name,
         });
         println!("{}", serde_json::to_string(&v).unwrap_or_default());
@@ -144,13 +154,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "gemm {dtype} m={m} n={n} k={k} on {} ({}; {threads} threads; micro-kernel {kernel})",
             info.name, info.device_name
         );
-        println!(
-            "  omnifuse   {ours_ms:10.3} ms  {gflops:9.1} GFLOP/s  {:5.1}% of peak ({peak:.0} GFLOP/s, {})",
-            peak_fraction * 100.0,
-            info.peak_source
-        );
-        println!("  {:<10} {:10.3} ms  {peer_gflops:9.1} GFLOP/s", "peer", peer.median_ms);
-        println!("  peer: {}", peer.name);
+        println!("  omnifuse   {ours_ms:10.3} ms  {gflops:9.1} GFLOP/s  {:5.1}% of peak", peak_fraction * 100.0);
+        println!("  {:<10} {peer_ms:10.3} ms  {peer_gflops:9.1} GFLOP/s  ({})", "peer", peer.name());
+        println!("  peak       {peak:10.1} GFLOP/s ({peak_source})");
+        println!("  medians of {reps} interleaved rounds");
         println!("  ratio (peer time / ours): {ratio:.3}×  (> 1 means omnifuse is faster)");
         println!("  outputs agree: max |ours − peer| / max |peer| = {diff:.2e}");
     }
@@ -168,39 +175,64 @@ fn launch(dev: &dyn Backend, op: &Op, a: &Tensor, b: &Tensor, out: &Tensor) -> R
     dev.synchronize()
 }
 
-fn run_peer(
-    args: &Args,
-    dtype: DType,
-    m: usize,
-    n: usize,
-    k: usize,
+/// The peer's inputs, output and call, prepared once so each timed round is only the GEMM.
+enum PeerData {
+    F32 { a: Vec<f32>, b: Vec<f32>, c: Vec<f32> },
+    F16 { a: Vec<f16>, b: Vec<f16>, c: Vec<f16> },
+}
+
+struct PeerRun {
+    peer: GemmPeer,
+    data: PeerData,
+    dims: (usize, usize, usize),
     threads: usize,
-    budget: Duration,
-) -> Result<(Measured, Vec<f32>)> {
-    // The peer sees the same values (rounded to the dtype where it computes in it).
-    let (a, b) = (random(m * k, 1), random(k * n, 2));
-    match dtype {
-        DType::F16 => {
-            let (a, b): (Vec<f16>, Vec<f16>) =
-                (a.iter().map(|&x| f16::from_f32(x)).collect(), b.iter().map(|&x| f16::from_f32(x)).collect());
-            let mut c = vec![f16::ZERO; m * n];
-            let ms = median_ms(1, args.reps, budget, || peers::gemm_f16(m, n, k, &a, &b, &mut c, threads))?;
-            Ok((Measured { name: "gemm 0.19 (f16)".into(), median_ms: ms }, c.iter().map(|x| x.to_f32()).collect()))
+}
+
+impl PeerRun {
+    /// The peer sees the same values, rounded to the dtype it computes in: f16 through the
+    /// gemm crate's f16 path; bf16 and i8 as the same product in f32 (i8 values as integers),
+    /// the convention the project's int8 reports use.
+    #[allow(clippy::too_many_arguments)]
+    fn new(peer: GemmPeer, dtype: DType, a: &[f32], b: &[f32], m: usize, n: usize, k: usize, threads: usize) -> Self {
+        let data = match dtype {
+            DType::F16 => PeerData::F16 {
+                a: a.iter().map(|&x| f16::from_f32(x)).collect(),
+                b: b.iter().map(|&x| f16::from_f32(x)).collect(),
+                c: vec![f16::ZERO; m * n],
+            },
+            _ => {
+                let round = |v: &[f32]| -> Vec<f32> {
+                    match dtype {
+                        DType::BF16 => v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect(),
+                        DType::I8 => v.iter().map(|&x| (x * 127.0).round()).collect(),
+                        _ => v.to_vec(),
+                    }
+                };
+                PeerData::F32 { a: round(a), b: round(b), c: vec![0.0; m * n] }
+            }
+        };
+        PeerRun { peer, data, dims: (m, n, k), threads }
+    }
+
+    fn name(&self) -> String {
+        match self.data {
+            PeerData::F16 { .. } => "gemm 0.19 (f16)".into(),
+            PeerData::F32 { .. } => self.peer.name("f32"),
         }
-        _ => {
-            // f32 peer; for bf16 and i8 it computes the same product in f32 (i8 values scaled
-            // back so outputs compare), as the int8 convention of the project's reports says.
-            let round = |v: &[f32]| -> Vec<f32> {
-                match dtype {
-                    DType::BF16 => v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect(),
-                    DType::I8 => v.iter().map(|&x| (x * 127.0).round()).collect(),
-                    _ => v.to_vec(),
-                }
-            };
-            let (a, b) = (round(&a), round(&b));
-            let mut c = vec![0.0f32; m * n];
-            let ms = median_ms(1, args.reps, budget, || peers::gemm_f32(args.peer, m, n, k, &a, &b, &mut c, threads))?;
-            Ok((Measured { name: args.peer.name("f32"), median_ms: ms }, c))
+    }
+
+    fn run(&mut self) -> Result<()> {
+        let (m, n, k) = self.dims;
+        match &mut self.data {
+            PeerData::F32 { a, b, c } => peers::gemm_f32(self.peer, m, n, k, a, b, c, self.threads),
+            PeerData::F16 { a, b, c } => peers::gemm_f16(m, n, k, a, b, c, self.threads),
+        }
+    }
+
+    fn output(&self) -> Vec<f32> {
+        match &self.data {
+            PeerData::F32 { c, .. } => c.clone(),
+            PeerData::F16 { c, .. } => c.iter().map(|x| x.to_f32()).collect(),
         }
     }
 }

@@ -1,30 +1,35 @@
-//! Timing: warm up, then repeat until enough time or repetitions have passed, and report
-//! the median (machines are shared and noisy; a median of many beats a lone best or mean).
+//! Timing helpers. Machines here are shared and their speed drifts from second to second, so
+//! benchmarks interleave what they compare (ours, the peer, the peak probe) round by round
+//! and report medians: every contender sees the same conditions.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use omnifuse_core::Result;
 
-/// Median wall time of `f` in milliseconds over `reps` runs after `warmup` runs; `reps = 0`
-/// picks a count that fills about `budget` (at least 5, at most 200).
-pub fn median_ms(warmup: usize, reps: usize, budget: Duration, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    let mut first = Duration::ZERO;
-    for i in 0..warmup.max(1) {
-        let t = Instant::now();
-        f()?;
-        if i == 0 {
-            first = t.elapsed();
-        }
+/// Wall time of one call of `f`, in milliseconds.
+pub fn time_ms(f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+    let t = Instant::now();
+    f()?;
+    Ok(t.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Median of `v` (0 for an empty slice).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => 0.5 * (s[n / 2 - 1] + s[n / 2]),
     }
-    let reps =
-        if reps > 0 { reps } else { (budget.as_secs_f64() / first.as_secs_f64().max(1e-6)).clamp(5.0, 200.0) as usize };
-    let mut times = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t = Instant::now();
-        f()?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(super::median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(super::median(&[]), 0.0);
     }
-    times.sort_by(|a, b| a.total_cmp(b));
-    let n = times.len();
-    Ok(if n % 2 == 1 { times[n / 2] } else { 0.5 * (times[n / 2 - 1] + times[n / 2]) })
 }

@@ -4,7 +4,6 @@
 
 mod attention;
 mod conv;
-#[path = "gemm_interim.rs"]
 pub mod gemm;
 mod layout;
 pub mod math;

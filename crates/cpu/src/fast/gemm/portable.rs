@@ -1,0 +1,38 @@
+//! Portable micro-kernel, 4 × 16 f32, in plain Rust over fixed-size arrays that the compiler
+//! vectorises for whatever the target has (NEON on aarch64, SSE2 on baseline x86-64).
+//! Limits: full tiles only (edges go through a padded scratch tile).
+
+use super::kernel::MicroKernel;
+
+/// The portable kernel.
+pub struct Portable;
+
+const MR: usize = 4;
+const NR: usize = 16;
+
+impl MicroKernel for Portable {
+    const MR: usize = MR;
+    const NR: usize = NR;
+    const NAME: &'static str = "portable 4x16";
+
+    unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+        // SAFETY: the caller guarantees MR·kc floats behind `a`, kc·NR behind `b`, and MR rows
+        // of NR floats at stride `ldc` behind `c`.
+        let (a, b) = unsafe { (std::slice::from_raw_parts(a, MR * kc), std::slice::from_raw_parts(b, kc * NR)) };
+        let mut acc = [[0.0f32; NR]; MR];
+        for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+            for i in 0..MR {
+                for j in 0..NR {
+                    acc[i][j] += ap[i] * bp[j];
+                }
+            }
+        }
+        for (i, acc_row) in acc.iter().enumerate() {
+            // SAFETY: row i of the tile: NR floats at `c + i·ldc`, inside the caller's tile.
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), NR) };
+            for j in 0..NR {
+                row[j] = if accumulate { row[j] + acc_row[j] } else { acc_row[j] };
+            }
+        }
+    }
+}
