@@ -23,4 +23,10 @@ cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 step "tests (release)"
 cargo test --workspace --release
 
+step "conformance of the lower SIMD levels (this CPU's best level ran above)"
+for isa in avx2 portable; do
+  echo "-- OMNIFUSE_CPU_ISA=$isa"
+  OMNIFUSE_CPU_ISA=$isa cargo test --release -q -p omnifuse-cpu --test conformance
+done
+
 step "done"

@@ -42,6 +42,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "backends": entries.iter().map(|b| json!({"family": b.family, "compiled": b.compiled, "note": b.note})).collect::<Vec<_>>(),
             "devices": devs,
             "cpu_features": features,
+            "simd_level": omnifuse_cpu::features::Isa::active().name(),
             "gemm_f32_kernel": omnifuse_cpu::fast::gemm::f32_kernel_name(),
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
@@ -73,6 +74,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     println!("{}", render(&rows));
     println!("CPU features: {}", features.join(" "));
+    let avail: Vec<&str> = omnifuse_cpu::features::Isa::available().iter().map(|i| i.name()).collect();
+    println!(
+        "SIMD level of the fast tier: {} (available: {}; OMNIFUSE_CPU_ISA caps it)",
+        omnifuse_cpu::features::Isa::active().name(),
+        avail.join(", ")
+    );
     println!("f32 GEMM micro-kernel: {}", omnifuse_cpu::fast::gemm::f32_kernel_name());
     Ok(ExitCode::SUCCESS)
 }

@@ -58,3 +58,54 @@ pub fn memory_bytes() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// The SIMD level a fast kernel is compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Plain Rust, vectorised for the build target only (any CPU).
+    Portable,
+    /// AVX2 + FMA (+ F16C).
+    Avx2,
+    /// AVX-512 F/BW/VL/DQ.
+    Avx512,
+}
+
+impl Isa {
+    /// Name for reports and for `OMNIFUSE_CPU_ISA`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Every level this CPU can run, lowest first.
+    pub fn available() -> Vec<Isa> {
+        let mut v = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                v.push(Isa::Avx2);
+                if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512dq") {
+                    v.push(Isa::Avx512);
+                }
+            }
+        }
+        v
+    }
+
+    /// The level fast kernels use: the best available, capped by `OMNIFUSE_CPU_ISA`
+    /// (`portable`, `avx2`, `avx512`) when set — to compare levels or qualify a lower one.
+    pub fn active() -> Isa {
+        static ACTIVE: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *ACTIVE.get_or_init(|| {
+            let avail = Isa::available();
+            let best = avail.last().copied().unwrap_or(Isa::Portable);
+            let cap =
+                std::env::var("OMNIFUSE_CPU_ISA").ok().and_then(|v| avail.iter().copied().find(|i| i.name() == v));
+            cap.map_or(best, |c| c.min(best))
+        })
+    }
+}

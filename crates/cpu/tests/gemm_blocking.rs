@@ -1,11 +1,14 @@
 //! The fast GEMM across its blocking boundaries, which the conformance suite's shapes (at
 //! most a few hundred) do not all reach: several K blocks (accumulation into C), several
 //! column blocks, several row blocks split across threads, skinny and batched products —
-//! each against the reference tier, with every epilogue part on.
+//! each against the reference tier, with every epilogue part on, for every micro-kernel
+//! (AVX-512, AVX2+FMA, portable) this CPU can run.
 
 use omnifuse_core::op::{Activation, Epilogue};
+use omnifuse_cpu::fast::gemm::gemm_f32_on;
+use omnifuse_cpu::features::Isa;
 use omnifuse_cpu::kernels::{GemmArgs, Kernels};
-use omnifuse_cpu::{CpuBackend, Tier, fast::Fast, reference::Reference};
+use omnifuse_cpu::{CpuBackend, Tier, reference::Reference};
 use omnifuse_testkit::cases::Rng;
 use omnifuse_testkit::compare::nmse;
 
@@ -37,11 +40,18 @@ fn check(batch: usize, m: usize, n: usize, k: usize, ta: bool, tb: bool, shared:
     };
     let mut want = vec![0.0f32; batch * m * n];
     Reference.gemm_f32(&g, &mut want);
-    let mut got = vec![f32::NAN; batch * m * n];
     let cpu = CpuBackend::new(Tier::Fast, threads).expect("backend");
-    cpu.install(|| Fast.gemm_f32(&g, &mut got));
-    let e = nmse(&got, &want);
-    assert!(e < 1e-9, "batch {batch} {m}x{n}x{k} ta={ta} tb={tb} shared={shared} threads={threads}: NMSE {e:e}");
+    // Every micro-kernel this CPU can run, not only the one it would pick.
+    for isa in Isa::available() {
+        let mut got = vec![f32::NAN; batch * m * n];
+        cpu.install(|| gemm_f32_on(isa, &g, &mut got));
+        let e = nmse(&got, &want);
+        assert!(
+            e < 1e-9,
+            "{} kernel, batch {batch} {m}x{n}x{k} ta={ta} tb={tb} shared={shared} threads={threads}: NMSE {e:e}",
+            isa.name()
+        );
+    }
 }
 
 #[test]

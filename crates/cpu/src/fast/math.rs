@@ -3,6 +3,8 @@
 
 use rayon::prelude::*;
 
+use crate::features::Isa;
+
 pub use crate::epilogue::exp;
 
 /// Run `f` compiled for the widest SIMD this CPU has. The compiler vectorises plain loops only
@@ -20,21 +22,13 @@ pub fn simd<R>(f: impl FnOnce() -> R) -> R {
         fn avx2<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-        {
-            // SAFETY: every feature the function enables was detected on this CPU just above
-            // (AVX-512F/BW/VL/DQ imply AVX2, FMA and F16C on every CPU that has them).
-            return unsafe { avx512(f) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
-            // SAFETY: AVX2, FMA and F16C were detected on this CPU just above.
-            return unsafe { avx2(f) };
+        match Isa::active() {
+            // SAFETY: `Isa::active` only returns a level whose features were all detected
+            // on this CPU (AVX-512 F/BW/VL/DQ come with AVX2, FMA and F16C).
+            Isa::Avx512 => return unsafe { avx512(f) },
+            // SAFETY: as above: AVX2, FMA and F16C were detected.
+            Isa::Avx2 => return unsafe { avx2(f) },
+            Isa::Portable => {}
         }
     }
     f()

@@ -26,6 +26,7 @@ use kernel::MicroKernel;
 use pack::{MatRef, pack_a_panel, pack_b_panel};
 
 use crate::epilogue;
+use crate::features::Isa;
 use crate::kernels::GemmArgs;
 
 /// Reduction block: the B micro-panel (KC × NR, 48 KiB) is the L1-resident operand.
@@ -53,29 +54,14 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    Avx512,
-    Avx2,
-    Portable,
-}
-
-fn isa() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return Isa::Avx512;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return Isa::Avx2;
-        }
-    }
-    Isa::Portable
-}
-
 /// The micro-kernel `gemm_f32` uses on this CPU.
 pub fn f32_kernel_name() -> &'static str {
-    match isa() {
+    kernel_name(Isa::active())
+}
+
+/// The micro-kernel used at SIMD level `isa`.
+pub fn kernel_name(isa: Isa) -> &'static str {
+    match isa {
         Isa::Avx512 => "avx512 12x32",
         Isa::Avx2 => avx2::Avx2::NAME,
         Isa::Portable => portable::Portable::NAME,
@@ -84,6 +70,13 @@ pub fn f32_kernel_name() -> &'static str {
 
 /// f32 GEMM with fused epilogue; see [`GemmArgs`] for the layout contract.
 pub fn gemm_f32(g: &GemmArgs<f32>, out: &mut [f32]) {
+    gemm_f32_on(Isa::active(), g, out)
+}
+
+/// f32 GEMM with the micro-kernel of SIMD level `isa`, which must be one of
+/// [`Isa::available`] (a higher one falls back to the active level).
+pub fn gemm_f32_on(isa: Isa, g: &GemmArgs<f32>, out: &mut [f32]) {
+    let isa = if Isa::available().contains(&isa) { isa } else { Isa::active() };
     if out.is_empty() {
         return;
     }
@@ -94,7 +87,7 @@ pub fn gemm_f32(g: &GemmArgs<f32>, out: &mut [f32]) {
         }
         return;
     }
-    match isa() {
+    match isa {
         Isa::Avx512 => run::<avx512::Avx512<12, 2>>(g, out),
         Isa::Avx2 => run::<avx2::Avx2>(g, out),
         Isa::Portable => run::<portable::Portable>(g, out),
