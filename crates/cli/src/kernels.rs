@@ -11,6 +11,8 @@ use omnifuse_core::{Backend, DType, Error, HostTensor, Result, Tensor};
 use omnifuse_registry::{OpenOptions, open_with};
 use serde_json::json;
 
+use omnifuse_testkit::cases::Rng;
+
 use crate::peers::{self, GemmPeer};
 use crate::timing;
 
@@ -51,15 +53,8 @@ pub struct Args {
 }
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
 }
 
 fn host(dtype: DType, shape: [usize; 2], v: &[f32]) -> Result<HostTensor> {

@@ -23,7 +23,55 @@ impl GemmPeer {
     }
 }
 
-/// `c = a · b`, row-major f32, through `peer` with `threads` rayon threads.
+/// `c = a · b` (row-major, m×k times k×n) through the `gemm` crate in element type `T`.
+fn gemm_crate<T: Copy + 'static>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    one: T,
+    zero: T,
+    threads: usize,
+) -> Result<()> {
+    check(m, n, k, a.len(), b.len(), c.len())?;
+    // SAFETY: the slices were checked to hold m·k, k·n and m·n elements; the strides
+    // (row stride = width, column stride = 1) keep every access inside them.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            zero,
+            one,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(threads),
+        )
+    }
+    Ok(())
+}
+
+fn check(m: usize, n: usize, k: usize, a: usize, b: usize, c: usize) -> Result<()> {
+    if a != m * k || b != k * n || c != m * n {
+        return Err(Error::invalid("peer gemm: slice lengths do not match the shape"));
+    }
+    Ok(())
+}
+
+/// `c = a · b`, row-major f32, through `peer` with `threads` threads.
 pub fn gemm_f32(
     peer: GemmPeer,
     m: usize,
@@ -34,39 +82,11 @@ pub fn gemm_f32(
     c: &mut [f32],
     threads: usize,
 ) -> Result<()> {
-    if a.len() != m * k || b.len() != k * n || c.len() != m * n {
-        return Err(Error::invalid("peer gemm: slice lengths do not match the shape"));
-    }
     match peer {
-        GemmPeer::Gemm => {
-            // SAFETY: the slices were checked to hold m·k, k·n and m·n elements; the strides
-            // (row stride = width, column stride = 1) keep every access inside them.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    c.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    a.as_ptr(),
-                    1,
-                    k as isize,
-                    b.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(threads),
-                )
-            }
-        }
+        GemmPeer::Gemm => gemm_crate(m, n, k, a, b, c, 1.0, 0.0, threads),
         GemmPeer::Matrixmultiply => {
-            // SAFETY: as above: lengths checked, row-major strides stay inside the slices.
+            check(m, n, k, a.len(), b.len(), c.len())?;
+            // SAFETY: lengths checked above; row-major strides stay inside the slices.
             unsafe {
                 matrixmultiply::sgemm(
                     m,
@@ -85,39 +105,12 @@ pub fn gemm_f32(
                     1,
                 )
             }
+            Ok(())
         }
     }
-    Ok(())
 }
 
 /// `c = a · b`, row-major f16 storage, through the `gemm` crate.
 pub fn gemm_f16(m: usize, n: usize, k: usize, a: &[f16], b: &[f16], c: &mut [f16], threads: usize) -> Result<()> {
-    if a.len() != m * k || b.len() != k * n || c.len() != m * n {
-        return Err(Error::invalid("peer gemm: slice lengths do not match the shape"));
-    }
-    // SAFETY: lengths checked above; row-major strides keep every access inside the slices.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            f16::ZERO,
-            f16::ONE,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(threads),
-        )
-    }
-    Ok(())
+    gemm_crate(m, n, k, a, b, c, f16::ONE, f16::ZERO, threads)
 }

@@ -4,7 +4,8 @@
 //! they compute, never in what.
 
 use omnifuse_core::Result;
-use omnifuse_core::op::{Epilogue, PoolKind};
+use omnifuse_core::infer::GemmDims;
+use omnifuse_core::op::{Epilogue, GemmSpec, PoolKind};
 
 /// A (batched) GEMM over host slices. Element `(i, p)` of `A` in batch `b` is
 /// `a[b·m·k + (trans_a ? p·m + i : i·k + p)]`; element `(p, j)` of `B` is
@@ -38,7 +39,32 @@ pub struct GemmArgs<'a, T> {
     pub residual: Option<&'a [f32]>,
 }
 
-impl<T> GemmArgs<'_, T> {
+impl<'a, T> GemmArgs<'a, T> {
+    /// Arguments for a GEMM whose shapes `Op::infer` resolved into `d`.
+    pub fn new(
+        d: &GemmDims,
+        spec: &GemmSpec,
+        a: &'a [T],
+        b: &'a [T],
+        bias: Option<&'a [f32]>,
+        residual: Option<&'a [f32]>,
+    ) -> Self {
+        GemmArgs {
+            batch: d.batch,
+            m: d.m,
+            n: d.n,
+            k: d.k,
+            a,
+            trans_a: spec.trans_a,
+            b,
+            trans_b: spec.trans_b,
+            b_shared: d.b_shared,
+            epilogue: spec.epilogue,
+            bias,
+            residual,
+        }
+    }
+
     /// Offset of `A`'s batch `b`.
     pub fn a_offset(&self, b: usize) -> usize {
         b * self.m * self.k

@@ -85,49 +85,18 @@ pub fn launch(k: &dyn Kernels, op: &Op, inputs: &[In<'_>], out_desc: &TensorDesc
     match op {
         Op::Gemm(spec) => {
             let d = gemm_dims(op, inputs[0].desc, inputs[1].desc, spec.trans_a, spec.trans_b)?;
-            let ep = spec.epilogue;
             if inputs[0].desc.dtype == DType::I8 {
                 let (a, b) = (cast::<i8>(inputs[0].bytes), cast::<i8>(inputs[1].bytes));
-                let g = GemmArgs {
-                    batch: d.batch,
-                    m: d.m,
-                    n: d.n,
-                    k: d.k,
-                    a: &a,
-                    trans_a: spec.trans_a,
-                    b: &b,
-                    trans_b: spec.trans_b,
-                    b_shared: d.b_shared,
-                    epilogue: ep,
-                    bias: None,
-                    residual: None,
-                };
-                store_i32(out, |o| k.gemm_i8(&g, o));
+                store_i32(out, |o| k.gemm_i8(&GemmArgs::new(&d, spec, &a, &b, None, None), o));
                 return Ok(());
             }
             let (a, b) = (f32s(&inputs[0]), f32s(&inputs[1]));
-            let mut next = 2;
-            let bias = ep.bias.then(|| {
-                next += 1;
-                f32s(&inputs[next - 1])
-            });
-            let residual = ep.residual.then(|| f32s(&inputs[next]));
-            let g = GemmArgs {
-                batch: d.batch,
-                m: d.m,
-                n: d.n,
-                k: d.k,
-                a: &a,
-                trans_a: spec.trans_a,
-                b: &b,
-                trans_b: spec.trans_b,
-                b_shared: d.b_shared,
-                epilogue: ep,
-                bias: bias.as_deref(),
-                residual: residual.as_deref(),
-            };
+            // Optional operands follow A and B in the order bias, residual.
+            let mut extra = inputs[2..].iter();
+            let bias = spec.epilogue.bias.then(|| extra.next().map(f32s)).flatten();
+            let residual = spec.epilogue.residual.then(|| extra.next().map(f32s)).flatten();
             store_f32(od, out, |o| {
-                k.gemm_f32(&g, o);
+                k.gemm_f32(&GemmArgs::new(&d, spec, &a, &b, bias.as_deref(), residual.as_deref()), o);
                 Ok(())
             })
         }
