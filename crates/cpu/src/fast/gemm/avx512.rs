@@ -10,6 +10,9 @@ use std::arch::x86_64::*;
 
 use super::kernel::MicroKernel;
 
+/// How many k steps ahead the kernel prefetches its panels.
+const PREFETCH: usize = 8;
+
 /// An AVX-512 kernel of `MR` rows × `16·NV` columns.
 pub struct Avx512<const MR: usize, const NV: usize>;
 
@@ -38,6 +41,11 @@ unsafe fn kernel<const MR: usize, const NV: usize>(
         // SAFETY: the caller guarantees `b` holds kc·nr and `a` kc·MR readable floats; each
         // step reads one row of B and one column of A, then advances by exactly that.
         unsafe {
+            // Fetch the B rows and A columns a few steps ahead into L1.
+            for v in 0..NV {
+                _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * nr + 16 * v) as *const i8);
+            }
+            _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(PREFETCH * MR) as *const i8);
             let mut bv = [_mm512_setzero_ps(); NV];
             for v in 0..NV {
                 bv[v] = _mm512_loadu_ps(b.add(16 * v));

@@ -118,16 +118,49 @@ fn run<K: MicroKernel>(g: &GemmArgs<f32>, out: &mut [f32]) {
     }
 }
 
-/// Row blocks of at most `mc_max` rows, in whole panels, as equal as possible and a multiple
-/// of `parts` in number when there are enough panels.
+/// Row blocks of at most `mc_max` rows, in whole panels, a multiple of `parts` in number when
+/// there are enough panels, and equal to within one panel (threads finish together).
 fn row_blocks(m: usize, mr: usize, mc_max: usize, parts: usize) -> Vec<(usize, usize)> {
     let panels = m.div_ceil(mr);
-    let mut count = parts.min(panels).max(1);
+    let step = parts.min(panels).max(1);
+    let mut count = step;
     while panels.div_ceil(count) * mr > mc_max {
-        count += parts.min(panels).max(1);
+        count += step;
     }
-    let per = panels.div_ceil(count);
-    (0..panels).step_by(per).map(|p| (p * mr, ((p + per) * mr).min(m) - p * mr)).collect()
+    let (base, extra) = (panels / count, panels % count);
+    let mut out = Vec::with_capacity(count);
+    let mut p = 0;
+    for i in 0..count {
+        let take = base + usize::from(i < extra);
+        if take == 0 {
+            continue;
+        }
+        out.push((p * mr, ((p + take) * mr).min(m) - p * mr));
+        p += take;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row_blocks;
+
+    #[test]
+    fn row_blocks_cover_every_row_once_and_balance() {
+        for (m, parts) in [(1, 2), (12, 2), (1024, 2), (1000, 3), (97, 4), (5000, 2)] {
+            let blocks = row_blocks(m, 12, 240, parts);
+            let mut next = 0;
+            for &(start, len) in &blocks {
+                assert_eq!(start, next);
+                assert!(len > 0 && len <= 240);
+                next += len;
+            }
+            assert_eq!(next, m);
+            let sizes: Vec<usize> = blocks.iter().map(|b| b.1.div_ceil(12)).collect();
+            let (lo, hi) = (sizes.iter().min().copied().unwrap_or(0), sizes.iter().max().copied().unwrap_or(0));
+            assert!(hi - lo <= 1, "{m} rows, {parts} parts: {blocks:?}");
+        }
+    }
 }
 
 /// A unit of parallel work inside one (jc, pc) step: a row block and a range of NR panels.
