@@ -67,6 +67,17 @@ fn host(dtype: DType, shape: [usize; 2], v: &[f32]) -> Result<HostTensor> {
     }
 }
 
+/// `matrixmultiply` sizes its own thread pool from `MATMUL_NUM_THREADS` at first use, not
+/// from ours: set it to the thread count asked for, so both sides run on as many threads.
+/// Called at the start of `main`, before any thread exists.
+pub fn pin_peer_threads(args: &Args) {
+    if args.threads > 0 && args.peer == GemmPeer::Matrixmultiply {
+        // SAFETY: called before the process starts any thread, so no other thread can be
+        // reading the environment concurrently.
+        unsafe { std::env::set_var("MATMUL_NUM_THREADS", args.threads.to_string()) };
+    }
+}
+
 /// Run the command.
 pub fn run(args: Args) -> Result<ExitCode> {
     let kind = OpKind::parse(&args.op)?;

@@ -37,6 +37,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Kernels(a) = &cli.command {
+        kernels::pin_peer_threads(a);
+    }
     let result = match cli.command {
         Command::Info(a) => info::run(a),
         Command::Kernels(a) => kernels::run(a),
