@@ -339,6 +339,7 @@ impl Op {
                 }
                 out(q.shape.clone(), q.dtype)
             }
+            Op::FusedAttention(spec) => infer_fused(self, spec, inputs),
         }
     }
 
@@ -360,6 +361,56 @@ impl Op {
             _ => inputs.first().map(|t| t.shape.numel_unchecked() as f64).unwrap_or(0.0),
         }
     }
+}
+
+fn infer_fused(op: &Op, spec: &crate::attention::AttentionSpec, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
+    use crate::attention::MaskMode;
+    let want = 7 + usize::from(spec.mask == MaskMode::Pairs) + usize::from(spec.bias);
+    expect_inputs(op, inputs, want)?;
+    let (q, k, v) = (inputs[0], inputs[1], inputs[2]);
+    for (what, t) in [("q", q), ("k", k), ("v", v)] {
+        expect_rank(op, what, &t.shape, &[3])?;
+        expect_same_dtype(op, what, t.dtype, q.dtype)?;
+    }
+    let (h, hkv, m) = (spec.heads, spec.kv_heads, spec.modalities);
+    if h == 0 || hkv == 0 || h % hkv != 0 {
+        return Err(Error::invalid(format!("{}: heads {h} must be a positive multiple of kv_heads {hkv}", op.name())));
+    }
+    if m == 0 || m > 127 {
+        return Err(Error::invalid(format!("{}: modalities must be 1..=127, got {m}", op.name())));
+    }
+    let (qd, kd) = (q.shape.dims(), k.shape.dims());
+    if qd[1] != h || qd[2] == 0 {
+        return Err(Error::shape(op.name(), format!("q {} must be [Tq, {h}, Dh] with Dh > 0", q.shape)));
+    }
+    expect_shape(op, "k", &k.shape, &Shape::from([kd[0], hkv, qd[2]]))?;
+    expect_shape(op, "v", &v.shape, &k.shape)?;
+    let (cu_q, cu_k) = (inputs[3], inputs[4]);
+    expect_same_dtype(op, "cu_seqlens_q", cu_q.dtype, DType::I32)?;
+    expect_same_dtype(op, "cu_seqlens_k", cu_k.dtype, DType::I32)?;
+    expect_rank(op, "cu_seqlens_q", &cu_q.shape, &[1])?;
+    if cu_q.shape.dims()[0] == 0 {
+        return Err(Error::shape(op.name(), "cu_seqlens_q is empty, expected batch + 1 entries"));
+    }
+    expect_shape(op, "cu_seqlens_k", &cu_k.shape, &cu_q.shape)?;
+    expect_same_dtype(op, "modality_q", inputs[5].dtype, DType::I8)?;
+    expect_same_dtype(op, "modality_k", inputs[6].dtype, DType::I8)?;
+    expect_shape(op, "modality_q", &inputs[5].shape, &Shape::from([qd[0]]))?;
+    expect_shape(op, "modality_k", &inputs[6].shape, &Shape::from([kd[0]]))?;
+    let mut next = 7;
+    if spec.mask == MaskMode::Pairs {
+        expect_same_dtype(op, "allowed pairs", inputs[next].dtype, DType::I8)?;
+        expect_shape(op, "allowed pairs", &inputs[next].shape, &Shape::from([m, m]))?;
+        next += 1;
+    }
+    if spec.bias {
+        expect_same_dtype(op, "bias", inputs[next].dtype, DType::F32)?;
+        expect_shape(op, "bias", &inputs[next].shape, &Shape::from([h, m, m]))?;
+    }
+    if let Some(s) = spec.scale.filter(|s| !s.is_finite()) {
+        return Err(Error::invalid(format!("{}: scale must be finite, got {s}", op.name())));
+    }
+    out(q.shape.clone(), q.dtype)
 }
 
 /// True when an activation is applied by this op kind (used by fusion).

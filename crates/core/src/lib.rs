@@ -6,6 +6,7 @@
 //! contract they share: what each op means ([`op`]), which shapes and dtypes it accepts
 //! ([`Op::infer`]), and how a graph is planned and run ([`graph`], [`planner`], [`exec`]).
 
+pub mod attention;
 pub mod backend;
 pub mod buffer;
 pub mod cache;
@@ -20,6 +21,7 @@ pub mod planner;
 pub mod shape;
 pub mod tensor;
 
+pub use attention::{AttentionSpec, MaskMode};
 pub use backend::{Backend, DeviceInfo, DeviceKind, Support};
 pub use buffer::{Buffer, BufferStorage};
 pub use dtype::DType;

@@ -178,6 +178,13 @@ pub enum Op {
         /// Logit scale; `None` means `1/sqrt(Dh)`.
         scale: Option<f32>,
     },
+    /// Fused cross-modal attention over packed variable-length sequences with modality-aware
+    /// masks and a per-modality-pair bias; semantics in [`crate::attention`]. Inputs: `q
+    /// [Tq, H, Dh]`, `k [Tk, Hkv, Dh]`, `v [Tk, Hkv, Dh]`, `cu_seqlens_q` i32 `[B+1]`,
+    /// `cu_seqlens_k` i32 `[B+1]`, `modality_q` i8 `[Tq]`, `modality_k` i8 `[Tk]`, then the
+    /// allowed-pair matrix i8 `[M, M]` for the `Pairs` mask, then the bias f32 `[H, M, M]` if
+    /// asked. Output `[Tq, H, Dh]`.
+    FusedAttention(crate::attention::AttentionSpec),
 }
 
 /// The kind of an op without its parameters: the unit of `supports` tables and reports.
@@ -219,6 +226,8 @@ pub enum OpKind {
     Dequantize,
     /// [`Op::Attention`]
     Attention,
+    /// [`Op::FusedAttention`]
+    FusedAttention,
 }
 
 const FLOATS: &[DType] = &[DType::F32, DType::F16, DType::BF16];
@@ -226,7 +235,7 @@ const ALL: &[DType] = &DType::ALL;
 
 impl OpKind {
     /// Every op kind.
-    pub const ALL: [OpKind; 18] = [
+    pub const ALL: [OpKind; 19] = [
         OpKind::Gemm,
         OpKind::LayerNorm,
         OpKind::Softmax,
@@ -245,6 +254,7 @@ impl OpKind {
         OpKind::Quantize,
         OpKind::Dequantize,
         OpKind::Attention,
+        OpKind::FusedAttention,
     ];
 
     /// The name used on the command line and in reports.
@@ -268,6 +278,7 @@ impl OpKind {
             OpKind::Quantize => "quantize",
             OpKind::Dequantize => "dequantize",
             OpKind::Attention => "attention",
+            OpKind::FusedAttention => "fused_attention",
         }
     }
 
@@ -320,6 +331,7 @@ impl Op {
             Op::Quantize { .. } => OpKind::Quantize,
             Op::Dequantize { .. } => OpKind::Dequantize,
             Op::Attention { .. } => OpKind::Attention,
+            Op::FusedAttention(_) => OpKind::FusedAttention,
         }
     }
 

@@ -3,6 +3,7 @@
 //! in [`crate::launch`] maps every op and dtype onto it, so the two tiers differ only in how
 //! they compute, never in what.
 
+use omnifuse_core::AttentionSpec;
 use omnifuse_core::Result;
 use omnifuse_core::infer::GemmDims;
 use omnifuse_core::op::{Epilogue, GemmSpec, PoolKind};
@@ -110,6 +111,36 @@ pub struct AttentionArgs<'a> {
     pub v: &'a [f32],
 }
 
+/// Arguments of the fused varlen attention (semantics in `omnifuse_core::attention`), with the
+/// packed batch already checked and split into sequences.
+#[derive(Clone, Copy, Debug)]
+pub struct FusedAttentionArgs<'a> {
+    /// Heads, kv heads, modalities, mask, bias flag.
+    pub spec: AttentionSpec,
+    /// Head width.
+    pub head_dim: usize,
+    /// Logit scale.
+    pub scale: f32,
+    /// Queries `[Tq, H, Dh]`.
+    pub q: &'a [f32],
+    /// Keys `[Tk, Hkv, Dh]`.
+    pub k: &'a [f32],
+    /// Values `[Tk, Hkv, Dh]`.
+    pub v: &'a [f32],
+    /// `(first row, length)` of each sequence's queries.
+    pub seq_q: &'a [(usize, usize)],
+    /// `(first row, length)` of each sequence's keys.
+    pub seq_k: &'a [(usize, usize)],
+    /// Query modality ids, each in `0..M`.
+    pub mod_q: &'a [i8],
+    /// Key modality ids, each in `0..M`.
+    pub mod_k: &'a [i8],
+    /// Allowed-pair matrix `[M, M]` (empty unless the mask is `Pairs`).
+    pub pairs: &'a [i8],
+    /// Bias `[H, M, M]`.
+    pub bias: Option<&'a [f32]>,
+}
+
 /// Shape of a 1-D "same" convolution: `x [b, l, cin]`, `w [width, cin, cout]`.
 #[derive(Clone, Copy, Debug)]
 pub struct Conv1dShape {
@@ -168,4 +199,6 @@ pub trait Kernels: Sync {
     fn dequantize(&self, x: &[f32], scale: f32, out: &mut [f32]);
     /// Plain multi-head attention.
     fn attention(&self, a: &AttentionArgs, out: &mut [f32]);
+    /// Fused varlen attention with modality masks and pair bias.
+    fn fused_attention(&self, a: &FusedAttentionArgs, out: &mut [f32]);
 }

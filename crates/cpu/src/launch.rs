@@ -4,12 +4,13 @@
 use std::borrow::Cow;
 
 use half::{bf16, f16};
+use omnifuse_core::attention::{MaskMode, sequences};
 use omnifuse_core::infer::gemm_dims;
 use omnifuse_core::op::Op;
 use omnifuse_core::tensor::bytes_to_f32;
 use omnifuse_core::{DType, Error, Result, TensorDesc};
 
-use crate::kernels::{AttentionArgs, Binary, Conv1dShape, GemmArgs, Kernels};
+use crate::kernels::{AttentionArgs, Binary, Conv1dShape, FusedAttentionArgs, GemmArgs, Kernels};
 
 /// An input: its description and its bytes (exactly `desc.bytes()` long).
 pub struct In<'a> {
@@ -189,6 +190,45 @@ pub fn launch(k: &dyn Kernels, op: &Op, inputs: &[In<'_>], out_desc: &TensorDesc
             let x = f32s(&inputs[0]);
             store_f32(od, out, |o| {
                 k.dequantize(&x, *scale, o);
+                Ok(())
+            })
+        }
+        Op::FusedAttention(spec) => {
+            let (qd, kd) = (inputs[0].desc.shape.dims(), inputs[1].desc.shape.dims());
+            let head_dim = qd[2];
+            let seq_q = sequences("cu_seqlens_q", &cast::<i32>(inputs[3].bytes), qd[0])?;
+            let seq_k = sequences("cu_seqlens_k", &cast::<i32>(inputs[4].bytes), kd[0])?;
+            let (mod_q, mod_k) = (cast::<i8>(inputs[5].bytes), cast::<i8>(inputs[6].bytes));
+            for (what, ids) in [("modality_q", &mod_q), ("modality_k", &mod_k)] {
+                if let Some((i, &id)) =
+                    ids.iter().enumerate().find(|&(_, &id)| id < 0 || id as usize >= spec.modalities)
+                {
+                    return Err(Error::invalid(format!(
+                        "fused_attention: {what}[{i}] is {id}, expected a modality id in 0..{}",
+                        spec.modalities
+                    )));
+                }
+            }
+            let mut extra = inputs[7..].iter();
+            let pairs = if spec.mask == MaskMode::Pairs { extra.next().map(|p| cast::<i8>(p.bytes)) } else { None };
+            let bias = if spec.bias { extra.next().map(f32s) } else { None };
+            let (q, kk, v) = (f32s(&inputs[0]), f32s(&inputs[1]), f32s(&inputs[2]));
+            let a = FusedAttentionArgs {
+                spec: *spec,
+                head_dim,
+                scale: spec.scale.unwrap_or(1.0 / (head_dim as f32).sqrt()),
+                q: &q,
+                k: &kk,
+                v: &v,
+                seq_q: &seq_q,
+                seq_k: &seq_k,
+                mod_q: &mod_q,
+                mod_k: &mod_k,
+                pairs: pairs.as_deref().unwrap_or(&[]),
+                bias: bias.as_deref(),
+            };
+            store_f32(od, out, |o| {
+                k.fused_attention(&a, o);
                 Ok(())
             })
         }

@@ -4,7 +4,7 @@
 
 use half::{bf16, f16};
 use omnifuse_core::op::{Activation, Epilogue, GemmSpec, Op, OpKind, PoolKind};
-use omnifuse_core::{DType, HostTensor};
+use omnifuse_core::{AttentionSpec, DType, HostTensor, MaskMode};
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 
@@ -158,6 +158,70 @@ fn unary(kind: OpKind, dtype: DType) -> BoxedStrategy<Case> {
         .boxed()
 }
 
+fn fused_attention(dtype: DType) -> BoxedStrategy<Case> {
+    let heads = prop::sample::select(vec![(1usize, 1usize), (2, 1), (2, 2), (4, 2), (4, 1), (3, 3)]);
+    let dh = prop::sample::select(vec![1usize, 8, 16, 32, 64, 80, 128]);
+    let mask = prop::sample::select(MaskMode::ALL.to_vec());
+    (
+        (1..=4usize, heads, dh),
+        (1..=4usize, mask, any::<bool>(), 0..3usize),
+        (prop::sample::select(vec![1.0f32, 2.0, 30.0]), any::<u64>()),
+    )
+        .prop_map(move |((batch, (h, hkv), dh), (m, mask, bias, shape_kind), (range, seed))| {
+            let mut rng = Rng::new(seed);
+            // shape_kind: 0 = self-attention (Lq = Lk), 1 = independent lengths, 2 = decode (Lq ≤ 1)
+            let lens: Vec<(usize, usize)> = (0..batch)
+                .map(|_| {
+                    let lk = rng.int(0, 40) as usize;
+                    match shape_kind {
+                        0 => (lk, lk),
+                        1 => (rng.int(0, 40) as usize, lk),
+                        _ => (rng.int(0, 1) as usize, lk + rng.int(0, 40) as usize),
+                    }
+                })
+                .collect();
+            let (tq, tk) = lens.iter().fold((0, 0), |(a, b), &(q, k)| (a + q, b + k));
+            let cu = |pick: fn(&(usize, usize)) -> usize| {
+                let mut v = vec![0i32];
+                for l in &lens {
+                    v.push(v[v.len() - 1] + pick(l) as i32);
+                }
+                HostTensor::from_slice([batch + 1], &v).expect("cu_seqlens match their shape")
+            };
+            let (cu_q, cu_k) = (cu(|l| l.0), cu(|l| l.1));
+            // Modality ids in runs, as a request's inputs are laid out.
+            let mut runs = |n: usize| -> Vec<i8> {
+                let mut ids = Vec::with_capacity(n);
+                while ids.len() < n {
+                    let id = rng.int(0, m as i64 - 1) as i8;
+                    let run = rng.int(1, 12) as usize;
+                    ids.extend(std::iter::repeat_n(id, run.min(n - ids.len())));
+                }
+                ids
+            };
+            let (mq, mk) = (runs(tq), runs(tk));
+            let mut inputs = vec![
+                tensor(&[tq, h, dh], dtype, range, &mut rng),
+                tensor(&[tk, hkv, dh], dtype, range, &mut rng),
+                tensor(&[tk, hkv, dh], dtype, 2.0, &mut rng),
+                cu_q,
+                cu_k,
+                HostTensor::from_slice([tq], &mq).expect("ids match"),
+                HostTensor::from_slice([tk], &mk).expect("ids match"),
+            ];
+            if mask == MaskMode::Pairs {
+                let pairs: Vec<i8> = (0..m * m).map(|_| rng.int(0, 1) as i8).collect();
+                inputs.push(HostTensor::from_slice([m, m], &pairs).expect("pairs match"));
+            }
+            if bias {
+                inputs.push(tensor(&[h, m, m], DType::F32, 3.0, &mut rng));
+            }
+            let spec = AttentionSpec { heads: h, kv_heads: hkv, modalities: m, mask, bias, scale: None };
+            Case { op: Op::FusedAttention(spec), inputs }
+        })
+        .boxed()
+}
+
 /// The strategy for `kind` with first-input dtype `dtype`.
 pub fn strategy(kind: OpKind, dtype: DType) -> BoxedStrategy<Case> {
     match kind {
@@ -283,5 +347,6 @@ pub fn strategy(kind: OpKind, dtype: DType) -> BoxedStrategy<Case> {
                 Case { op: Op::Attention { heads: h, causal, scale: None }, inputs: vec![q, k, v] }
             })
             .boxed(),
+        OpKind::FusedAttention => fused_attention(dtype),
     }
 }

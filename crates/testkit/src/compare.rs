@@ -15,7 +15,7 @@ pub fn tolerance(kind: OpKind, dtype: DType) -> f64 {
         (_, DType::I8 | DType::I32) => 0.0,
         // Rounding to i8 must agree exactly: both tiers compute round(x / scale) in f32.
         (Quantize, DType::F32) => 0.0,
-        (Gemm | Conv1d | Attention | LayerNorm, DType::F32) => 1e-9,
+        (Gemm | Conv1d | Attention | FusedAttention | LayerNorm, DType::F32) => 1e-10,
         (_, DType::F32) => 1e-10,
         (_, DType::F16) => 1e-5,
         (_, DType::BF16) => 1e-4,

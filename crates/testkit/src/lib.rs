@@ -99,7 +99,7 @@ macro_rules! conformance_suite {
             $crate::conformance_suite!(@ops gemm Gemm, layernorm LayerNorm, softmax Softmax, gelu Gelu, relu Relu,
                 add Add, mul Mul, scale Scale, embedding Embedding, conv1d Conv1d, im2col Im2col, pool Pool,
                 concat Concat, slice Slice, permute Permute, quantize Quantize, dequantize Dequantize,
-                attention Attention);
+                attention Attention, fused_attention FusedAttention);
 
             #[test]
             fn rejects_invalid_inputs() {

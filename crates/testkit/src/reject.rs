@@ -2,7 +2,7 @@
 //! the problem — through `launch` on the backend, not only at graph build time.
 
 use omnifuse_core::op::{Epilogue, GemmSpec, Op, OpKind, PoolKind};
-use omnifuse_core::{Backend, DType, HostTensor, Tensor, TensorDesc};
+use omnifuse_core::{AttentionSpec, Backend, DType, HostTensor, MaskMode, Tensor, TensorDesc};
 
 /// One invalid call and a fragment its error message must contain.
 pub struct Rejection {
@@ -74,7 +74,43 @@ pub fn rejections() -> Vec<Rejection> {
             vec![f(&[1, 4, 8]), f(&[2, 4, 8]), f(&[2, 4, 8])],
             "to match q",
         ),
+        r(
+            Op::FusedAttention(fused(3, 2, MaskMode::Full, false)),
+            fused_inputs(3, 2, 2, false, false),
+            "multiple of kv_heads",
+        ),
+        r(
+            Op::FusedAttention(fused(2, 2, MaskMode::Pairs, false)),
+            fused_inputs(2, 2, 2, false, false),
+            "expected 8 input",
+        ),
+        r(Op::FusedAttention(fused(2, 2, MaskMode::Full, true)), fused_inputs(2, 2, 3, false, true), "bias"),
+        r(Op::FusedAttention(fused(2, 1, MaskMode::Full, false)), fused_inputs(2, 2, 2, false, false), "k is"),
     ]
+}
+
+fn fused(heads: usize, kv_heads: usize, mask: MaskMode, bias: bool) -> AttentionSpec {
+    AttentionSpec { heads, kv_heads, modalities: 2, mask, bias, scale: None }
+}
+
+/// Inputs of a 5-token, one-sequence fused attention with `m` modalities in its bias.
+fn fused_inputs(h: usize, hkv: usize, m: usize, pairs: bool, bias: bool) -> Vec<TensorDesc> {
+    let mut v = vec![
+        f(&[5, h, 8]),
+        f(&[5, hkv, 8]),
+        f(&[5, hkv, 8]),
+        t(&[2], DType::I32),
+        t(&[2], DType::I32),
+        t(&[5], DType::I8),
+        t(&[5], DType::I8),
+    ];
+    if pairs {
+        v.push(t(&[m, m], DType::I8));
+    }
+    if bias {
+        v.push(f(&[h, m, m]));
+    }
+    v
 }
 
 /// Launch every rejection on `backend`; returns the failures (calls that were accepted, or
@@ -115,6 +151,32 @@ pub fn check_rejections(backend: &dyn Backend) -> Vec<String> {
         Ok(()) => failures.push("embedding with id 9 in a table of 4 rows was accepted".into()),
         Err(e) if !e.to_string().contains("id 9") => failures.push(format!("embedding error '{e}' should name id 9")),
         Err(_) => {}
+    }
+    // Packed-batch errors only the data reveals: bad cu_seqlens, a modality id out of range.
+    let spec = fused(1, 1, MaskMode::Full, false);
+    for (cu, ids, want) in [([0i32, 3], [0i8, 1, 0, 1, 0], "ends at"), ([0, 5], [0, 1, 2, 1, 0], "modality_q[2] is 2")]
+    {
+        let made = (|| {
+            let x = HostTensor::zeros(f(&[5, 1, 8]))?;
+            let ins = [
+                backend.to_device(&x)?,
+                backend.to_device(&x)?,
+                backend.to_device(&x)?,
+                backend.to_device(&HostTensor::from_slice([2], &cu)?)?,
+                backend.to_device(&HostTensor::from_slice([2], &[0i32, 5])?)?,
+                backend.to_device(&HostTensor::from_slice([5], &ids)?)?,
+                backend.to_device(&HostTensor::from_slice([5], &[0i8; 5])?)?,
+            ];
+            let refs: Vec<&Tensor> = ins.iter().collect();
+            backend.run_op(&Op::FusedAttention(spec), &refs).map(|_| ())
+        })();
+        match made {
+            Ok(()) => failures.push(format!("fused_attention accepted cu {cu:?} / ids {ids:?}")),
+            Err(e) if !e.to_string().contains(want) => {
+                failures.push(format!("fused_attention error '{e}' should say '{want}'"))
+            }
+            Err(_) => {}
+        }
     }
     for k in OpKind::ALL {
         if !covered.contains(&k) {

@@ -4,6 +4,7 @@
 
 mod attention;
 mod conv;
+mod fused_attention;
 pub mod gemm;
 mod layout;
 pub mod math;
@@ -13,7 +14,7 @@ mod pointwise;
 use omnifuse_core::Result;
 use omnifuse_core::op::PoolKind;
 
-use crate::kernels::{AttentionArgs, Binary, Conv1dShape, GemmArgs, Kernels};
+use crate::kernels::{AttentionArgs, Binary, Conv1dShape, FusedAttentionArgs, GemmArgs, Kernels};
 
 /// The fast kernels.
 #[derive(Clone, Copy, Debug, Default)]
@@ -79,5 +80,8 @@ impl Kernels for Fast {
     }
     fn attention(&self, a: &AttentionArgs, out: &mut [f32]) {
         attention::attention(a, out)
+    }
+    fn fused_attention(&self, a: &FusedAttentionArgs, out: &mut [f32]) {
+        fused_attention::fused_attention(a, out)
     }
 }
