@@ -92,6 +92,38 @@ pub fn visible(
     }
 }
 
+/// [`visible`] for a block of keys at once: `keep[t]` tells whether query `i` (modality `mq`)
+/// sees key `j0 + t` (modality `mk[t]`). The same definition, laid out per mode so each loop
+/// vectorises; a unit test holds the two forms equal.
+#[allow(clippy::too_many_arguments)]
+pub fn visible_block(
+    mask: MaskMode,
+    pairs: &[i8],
+    m: usize,
+    i: usize,
+    j0: usize,
+    lq: usize,
+    lk: usize,
+    mq: usize,
+    mk: &[usize],
+    keep: &mut [bool],
+) {
+    let aligned = i as isize + lk as isize - lq as isize;
+    let keep = &mut keep[..mk.len()];
+    match mask {
+        MaskMode::Full => keep.fill(true),
+        MaskMode::Intra => keep.iter_mut().zip(mk).for_each(|(k, &x)| *k = x == mq),
+        MaskMode::Cross => {
+            keep.iter_mut().zip(mk).enumerate().for_each(|(t, (k, &x))| *k = x != mq || (j0 + t) as isize == aligned)
+        }
+        MaskMode::Pairs => {
+            let row = &pairs[mq * m..(mq + 1) * m];
+            keep.iter_mut().zip(mk).for_each(|(k, &x)| *k = row[x] != 0)
+        }
+        MaskMode::Causal => keep.iter_mut().enumerate().for_each(|(t, k)| *k = (j0 + t) as isize <= aligned),
+    }
+}
+
 /// The sequences of a packed batch, checked: `cu` must start at 0, not decrease and end at
 /// `total`. Returns `(start, len)` per sequence.
 pub fn sequences(what: &str, cu: &[i32], total: usize) -> crate::Result<Vec<(usize, usize)>> {
@@ -138,6 +170,31 @@ mod tests {
         assert!((0..5).all(|j| visible(MaskMode::Causal, &[], 1, 0, j, 1, 5, 0, 0)));
         // a longer query run than keys: the first queries see nothing
         assert!(!visible(MaskMode::Causal, &[], 1, 0, 0, 4, 2, 0, 0));
+    }
+
+    #[test]
+    fn block_form_equals_the_definition() {
+        let pairs = [1i8, 0, 1, 0, 1, 1, 1, 0, 0];
+        let mk: Vec<usize> = (0..23).map(|t| (t * 7 + t / 5) % 3).collect();
+        let mut keep = vec![false; mk.len()];
+        for mask in MaskMode::ALL {
+            for (i, lq, lk, j0) in
+                [(0usize, 5usize, 40usize, 0usize), (4, 5, 40, 17), (3, 30, 30, 0), (0, 1, 40, 17), (2, 9, 3, 0)]
+            {
+                for mq in 0..3 {
+                    let n = mk.len().min(lk.saturating_sub(j0));
+                    visible_block(mask, &pairs, 3, i, j0, lq, lk, mq, &mk[..n], &mut keep);
+                    for t in 0..n {
+                        assert_eq!(
+                            keep[t],
+                            visible(mask, &pairs, 3, i, j0 + t, lq, lk, mq, mk[t]),
+                            "{mask:?} i={i} j={}",
+                            j0 + t
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

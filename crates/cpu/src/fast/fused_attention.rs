@@ -2,16 +2,18 @@
 //!
 //! Algorithm: the queries of each sequence are cut into chunks of `QC` rows — one parallel
 //! task each, writing only its own rows of the output. For each head, a chunk walks the
-//! sequence's keys in blocks of `KB`: scores of the block for every query of the chunk
-//! (masked keys are −∞, the pair bias added), the running max `m`, the rescale `e^(m_old −
-//! m_new)` of the accumulator and normaliser, then `acc += Σ p·V`. The key block is reused by
-//! all `QC` queries while it is in L1. Memory: `QC·(Dh + KB + 2)` floats per task, whatever the
-//! sequence length. A query that saw no key writes zeros.
+//! sequence's keys in blocks of `KB`: the block is transposed once (`Dh × KB`), then for every
+//! query of the chunk the block's scores come from broadcast-FMA over the 64 keys (no
+//! horizontal sums), masked keys become −∞ and the pair bias is added, the running max moves,
+//! the accumulator and normaliser are rescaled by `e^(m_old − m_new)`, and `acc += Σ p·V`.
+//! Memory: `QC·Dh + Dh·KB + O(KB)` floats per task, whatever the sequence length. A query that
+//! saw no key writes zeros.
 
-use omnifuse_core::attention::visible;
+use omnifuse_core::attention::visible_block;
 use rayon::prelude::*;
 
-use super::math::{exp, simd};
+use super::math::exp;
+use crate::features::Isa;
 use crate::kernels::FusedAttentionArgs;
 
 /// Queries per task.
@@ -19,28 +21,68 @@ const QC: usize = 16;
 /// Keys per block.
 const KB: usize = 64;
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
+/// Reduce `x` with `f` over 16 independent lanes (a single running value is a serial chain
+/// the compiler may not reorder, which also keeps the loop scalar).
+#[inline(always)]
+fn lanes(x: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 16];
+    let chunks = x.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
         for l in 0..16 {
-            acc[l] += x[l] * y[l];
+            acc[l] = f(acc[l], c[l]);
         }
     }
-    acc.iter().sum::<f32>() + tail
+    tail.iter().chain(acc.iter()).fold(init, |a, &b| f(a, b))
+}
+
+/// Scores of one query against a key block: `s[t] = q · kt[·, t]` with the block transposed
+/// (`kt[d·KB + t]`), so the inner loop runs over 64 keys with a broadcast query element —
+/// vectorised, no horizontal sums; `mul_add` so it compiles to FMA (Rust never fuses a
+/// multiply and an add on its own). Four partial sums over interleaved `d` keep each serial
+/// chain short (accuracy) and give the FMA units independent work (speed).
+#[inline(always)]
+fn scores(q: &[f32], kt: &[f32], s: &mut [f32; KB]) {
+    // One 16-key slice at a time, so the four partial sums are four vector registers.
+    for slice in 0..KB / 16 {
+        let mut part = [[0.0f32; 16]; 4];
+        let quads = q.len() / 4;
+        for c in 0..quads {
+            for (u, acc) in part.iter_mut().enumerate() {
+                let d = 4 * c + u;
+                let (qd, col) = (q[d], &kt[d * KB + slice * 16..][..16]);
+                for l in 0..16 {
+                    acc[l] = qd.mul_add(col[l], acc[l]);
+                }
+            }
+        }
+        for d in 4 * quads..q.len() {
+            let (qd, col) = (q[d], &kt[d * KB + slice * 16..][..16]);
+            for l in 0..16 {
+                part[0][l] = qd.mul_add(col[l], part[0][l]);
+            }
+        }
+        for l in 0..16 {
+            s[slice * 16 + l] = (part[0][l] + part[1][l]) + (part[2][l] + part[3][l]);
+        }
+    }
 }
 
 /// One task: query rows `r0..r0 + rows` of sequence `s`, all heads, into `out` (those rows).
+/// Always inlined, so [`run_chunk`] compiles it once per SIMD level.
+#[inline(always)]
 fn chunk(a: &FusedAttentionArgs, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
     let spec = &a.spec;
     let (h_n, dh, m) = (spec.heads, a.head_dim, spec.modalities);
     let group = spec.heads / spec.kv_heads;
     let ((q0, lq), (k0, lk)) = (a.seq_q[s], a.seq_k[s]);
     let mut acc = vec![0.0f32; rows * dh];
+    let mut kt = vec![0.0f32; dh * KB];
     let mut run_max = [f32::NEG_INFINITY; QC];
     let mut run_sum = [0.0f32; QC];
-    let mut p = [[0.0f32; KB]; QC];
+    let mut p = [0.0f32; KB];
+    let mut mk = [0usize; KB];
+    let mut keep = [false; KB];
     for h in 0..h_n {
         let kvh = h / group;
         acc.fill(0.0);
@@ -48,46 +90,54 @@ fn chunk(a: &FusedAttentionArgs, s: usize, r0: usize, rows: usize, out: &mut [f3
         run_sum.fill(0.0);
         for kb in (0..lk).step_by(KB) {
             let kn = KB.min(lk - kb);
+            // Transpose the key block once for all queries of the chunk.
+            if kn < KB {
+                kt.fill(0.0);
+            }
+            for t in 0..kn {
+                let k = &a.k[((k0 + kb + t) * spec.kv_heads + kvh) * dh..][..dh];
+                for d in 0..dh {
+                    kt[d * KB + t] = k[d];
+                }
+                mk[t] = a.mod_k[k0 + kb + t] as usize;
+            }
             for r in 0..rows {
                 let i = r0 + r;
                 let q = &a.q[((q0 + i) * h_n + h) * dh..][..dh];
                 let mq = a.mod_q[q0 + i] as usize;
-                let mut block_max = f32::NEG_INFINITY;
-                for t in 0..kn {
-                    let j = kb + t;
-                    let mk = a.mod_k[k0 + j] as usize;
-                    p[r][t] = if visible(spec.mask, a.pairs, m, i, j, lq, lk, mq, mk) {
-                        let k = &a.k[((k0 + j) * spec.kv_heads + kvh) * dh..][..dh];
-                        let bias = a.bias.map_or(0.0, |b| b[(h * m + mq) * m + mk]);
-                        dot(q, k) * a.scale + bias
-                    } else {
-                        f32::NEG_INFINITY
-                    };
-                    block_max = block_max.max(p[r][t]);
+                scores(q, &kt, &mut p);
+                visible_block(spec.mask, a.pairs, m, i, kb, lq, lk, mq, &mk[..kn], &mut keep);
+                match a.bias.map(|b| &b[(h * m + mq) * m..(h * m + mq + 1) * m]) {
+                    Some(row) => (0..kn).for_each(|t| p[t] = p[t] * a.scale + row[mk[t]]),
+                    None => p[..kn].iter_mut().for_each(|x| *x *= a.scale),
                 }
+                for t in 0..kn {
+                    if !keep[t] {
+                        p[t] = f32::NEG_INFINITY;
+                    }
+                }
+                let block_max = lanes(&p[..kn], f32::NEG_INFINITY, f32::max);
                 if block_max == f32::NEG_INFINITY {
-                    p[r][..kn].fill(0.0);
                     continue;
                 }
                 let new_max = run_max[r].max(block_max);
                 let correction = if run_max[r] == f32::NEG_INFINITY { 0.0 } else { exp(run_max[r] - new_max) };
                 run_max[r] = new_max;
-                let mut block_sum = 0.0;
-                for t in 0..kn {
-                    let e = if p[r][t] == f32::NEG_INFINITY { 0.0 } else { exp(p[r][t] - new_max) };
-                    p[r][t] = e;
-                    block_sum += e;
+                for x in p[..kn].iter_mut() {
+                    // exp of −∞ − max saturates to ~1e-38 in the fast exp: masked keys are zeroed.
+                    *x = if *x == f32::NEG_INFINITY { 0.0 } else { exp(*x - new_max) };
                 }
+                let block_sum = lanes(&p[..kn], 0.0, |a, b| a + b);
                 run_sum[r] = run_sum[r] * correction + block_sum;
                 let o = &mut acc[r * dh..(r + 1) * dh];
                 if correction != 1.0 {
                     o.iter_mut().for_each(|x| *x *= correction);
                 }
                 for t in 0..kn {
-                    let w = p[r][t];
+                    let w = p[t];
                     if w != 0.0 {
                         let v = &a.v[((k0 + kb + t) * spec.kv_heads + kvh) * dh..][..dh];
-                        o.iter_mut().zip(v).for_each(|(x, &y)| *x += w * y);
+                        o.iter_mut().zip(v).for_each(|(x, &y)| *x = w.mul_add(y, *x));
                     }
                 }
             }
@@ -102,6 +152,31 @@ fn chunk(a: &FusedAttentionArgs, s: usize, r0: usize, rows: usize, out: &mut [f3
             }
         }
     }
+}
+
+/// [`chunk`] compiled for the active SIMD level. The body is inlined into a function with the
+/// level's features enabled (a closure around it is too large to be inlined into
+/// [`super::math::simd`]'s wrapper, and would stay baseline code with `fmaf` calls).
+fn run_chunk(a: &FusedAttentionArgs, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+        fn avx512(a: &FusedAttentionArgs, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
+            chunk(a, s, r0, rows, out)
+        }
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn avx2(a: &FusedAttentionArgs, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
+            chunk(a, s, r0, rows, out)
+        }
+        match Isa::active() {
+            // SAFETY: `Isa::active` returns a level only when all its features were detected.
+            Isa::Avx512 => return unsafe { avx512(a, s, r0, rows, out) },
+            // SAFETY: as above.
+            Isa::Avx2 => return unsafe { avx2(a, s, r0, rows, out) },
+            Isa::Portable => {}
+        }
+    }
+    chunk(a, s, r0, rows, out)
 }
 
 /// Fused varlen attention, chunks of queries in parallel.
@@ -123,10 +198,10 @@ pub fn fused_attention(a: &FusedAttentionArgs, out: &mut [f32]) {
     }
     let work = a.seq_q.iter().zip(a.seq_k).map(|(q, k)| q.1 * k.1).sum::<usize>() * row;
     if work > super::math::GRAIN && pieces.len() > 1 {
-        pieces.into_par_iter().for_each(|(s, r0, rows, o)| simd(|| chunk(a, s, r0, rows, o)));
+        pieces.into_par_iter().for_each(|(s, r0, rows, o)| run_chunk(a, s, r0, rows, o));
     } else {
         for (s, r0, rows, o) in pieces {
-            simd(|| chunk(a, s, r0, rows, o));
+            run_chunk(a, s, r0, rows, o);
         }
     }
 }
