@@ -1,13 +1,14 @@
 //! Fast fused attention: flash-style online softmax that never materialises the score matrix.
 //!
-//! Algorithm: the queries of each sequence are cut into chunks of `QC` rows — one parallel
-//! task each, writing only its own rows of the output. For each head, a chunk walks the
-//! sequence's keys in blocks of `KB`: the block is transposed once (`Dh × KB`), then for every
-//! query of the chunk the block's scores come from broadcast-FMA over the 64 keys (no
-//! horizontal sums), masked keys become −∞ and the pair bias is added, the running max moves,
-//! the accumulator and normaliser are rescaled by `e^(m_old − m_new)`, and `acc += Σ p·V`.
-//! Memory: `QC·Dh + Dh·KB + O(KB)` floats per task, whatever the sequence length. A query that
-//! saw no key writes zeros.
+//! Algorithm: K is transposed once per launch into contiguous `Dh × KB` tiles per kv head and
+//! key block (linear memory, about the size of K). The queries of each sequence are cut into chunks of `QC` rows —
+//! one parallel task each, writing only its own rows of the output. For each head, a chunk
+//! walks the sequence's keys in blocks of `KB`: for every query of the chunk the block's
+//! scores come from broadcast FMAs over 16-key slices (no horizontal sums), masked keys
+//! become −∞ and the pair bias is added, the running max moves, the accumulator and
+//! normaliser are rescaled by `e^(m_old − m_new)`, and `acc += Σ p·V`. Memory: K's size once,
+//! plus `QC·Dh + O(KB)` floats per task, whatever the sequence length — never the N × N
+//! scores. A query that saw no key writes zeros.
 
 use omnifuse_core::attention::visible_block;
 use rayon::prelude::*;
@@ -42,7 +43,7 @@ fn lanes(x: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
 /// multiply and an add on its own). Four partial sums over interleaved `d` keep each serial
 /// chain short (accuracy) and give the FMA units independent work (speed).
 #[inline(always)]
-fn scores(q: &[f32], kt: &[f32], s: &mut [f32; KB]) {
+fn scores(q: &[f32], kt: &[f32], stride: usize, s: &mut [f32; KB]) {
     // One 16-key slice at a time, so the four partial sums are four vector registers.
     for slice in 0..KB / 16 {
         let mut part = [[0.0f32; 16]; 4];
@@ -50,14 +51,14 @@ fn scores(q: &[f32], kt: &[f32], s: &mut [f32; KB]) {
         for c in 0..quads {
             for (u, acc) in part.iter_mut().enumerate() {
                 let d = 4 * c + u;
-                let (qd, col) = (q[d], &kt[d * KB + slice * 16..][..16]);
+                let (qd, col) = (q[d], &kt[d * stride + slice * 16..][..16]);
                 for l in 0..16 {
                     acc[l] = qd.mul_add(col[l], acc[l]);
                 }
             }
         }
         for d in 4 * quads..q.len() {
-            let (qd, col) = (q[d], &kt[d * KB + slice * 16..][..16]);
+            let (qd, col) = (q[d], &kt[d * stride + slice * 16..][..16]);
             for l in 0..16 {
                 part[0][l] = qd.mul_add(col[l], part[0][l]);
             }
@@ -68,16 +69,67 @@ fn scores(q: &[f32], kt: &[f32], s: &mut [f32; KB]) {
     }
 }
 
+/// K transposed once per launch into key blocks: for each kv head and each block of `KB` keys
+/// of a sequence, a contiguous `Dh × KB` tile (zero-padded past the sequence's end). A query
+/// chunk then reads each tile as 16 KiB of consecutive memory. Linear memory — about the size
+/// of K — instead of a transpose per query chunk.
+struct KeysT {
+    data: Vec<f32>,
+    /// Index of each sequence's first block.
+    first: Vec<usize>,
+    /// Blocks per kv head.
+    blocks: usize,
+    head_dim: usize,
+}
+
+impl KeysT {
+    fn new(a: &FusedAttentionArgs) -> Self {
+        let (hkv, dh) = (a.spec.kv_heads, a.head_dim);
+        let mut first = Vec::with_capacity(a.seq_k.len());
+        let mut blocks = 0;
+        for &(_, lk) in a.seq_k {
+            first.push(blocks);
+            blocks += lk.div_ceil(KB);
+        }
+        let mut data = vec![0.0f32; hkv * blocks * dh * KB];
+        let transpose = |(h, dst): (usize, &mut [f32])| {
+            for (s, &(k0, lk)) in a.seq_k.iter().enumerate() {
+                for kb in (0..lk).step_by(KB) {
+                    let tile = &mut dst[(first[s] + kb / KB) * dh * KB..][..dh * KB];
+                    for t in 0..KB.min(lk - kb) {
+                        let row = &a.k[((k0 + kb + t) * hkv + h) * dh..][..dh];
+                        for d in 0..dh {
+                            tile[d * KB + t] = row[d];
+                        }
+                    }
+                }
+            }
+        };
+        let per_head = (blocks * dh * KB).max(1);
+        if hkv > 1 && per_head > super::math::GRAIN {
+            data.par_chunks_mut(per_head).enumerate().for_each(transpose);
+        } else {
+            data.chunks_mut(per_head).enumerate().for_each(transpose);
+        }
+        KeysT { data, first, blocks, head_dim: dh }
+    }
+
+    /// The `Dh × KB` tile of kv head `h`, sequence `s`, holding keys `kb..kb + KB`.
+    fn tile(&self, h: usize, s: usize, kb: usize) -> &[f32] {
+        let b = h * self.blocks + self.first[s] + kb / KB;
+        &self.data[b * self.head_dim * KB..][..self.head_dim * KB]
+    }
+}
+
 /// One task: query rows `r0..r0 + rows` of sequence `s`, all heads, into `out` (those rows).
 /// Always inlined, so [`run_chunk`] compiles it once per SIMD level.
 #[inline(always)]
-fn chunk(a: &FusedAttentionArgs, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
+fn chunk(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
     let spec = &a.spec;
     let (h_n, dh, m) = (spec.heads, a.head_dim, spec.modalities);
     let group = spec.heads / spec.kv_heads;
     let ((q0, lq), (k0, lk)) = (a.seq_q[s], a.seq_k[s]);
     let mut acc = vec![0.0f32; rows * dh];
-    let mut kt = vec![0.0f32; dh * KB];
     let mut run_max = [f32::NEG_INFINITY; QC];
     let mut run_sum = [0.0f32; QC];
     let mut p = [0.0f32; KB];
@@ -90,22 +142,15 @@ fn chunk(a: &FusedAttentionArgs, s: usize, r0: usize, rows: usize, out: &mut [f3
         run_sum.fill(0.0);
         for kb in (0..lk).step_by(KB) {
             let kn = KB.min(lk - kb);
-            // Transpose the key block once for all queries of the chunk.
-            if kn < KB {
-                kt.fill(0.0);
-            }
             for t in 0..kn {
-                let k = &a.k[((k0 + kb + t) * spec.kv_heads + kvh) * dh..][..dh];
-                for d in 0..dh {
-                    kt[d * KB + t] = k[d];
-                }
                 mk[t] = a.mod_k[k0 + kb + t] as usize;
             }
+            let block = kt.tile(kvh, s, kb);
             for r in 0..rows {
                 let i = r0 + r;
                 let q = &a.q[((q0 + i) * h_n + h) * dh..][..dh];
                 let mq = a.mod_q[q0 + i] as usize;
-                scores(q, &kt, &mut p);
+                scores(q, block, KB, &mut p);
                 visible_block(spec.mask, a.pairs, m, i, kb, lq, lk, mq, &mk[..kn], &mut keep);
                 match a.bias.map(|b| &b[(h * m + mq) * m..(h * m + mq + 1) * m]) {
                     Some(row) => (0..kn).for_each(|t| p[t] = p[t] * a.scale + row[mk[t]]),
@@ -157,26 +202,26 @@ fn chunk(a: &FusedAttentionArgs, s: usize, r0: usize, rows: usize, out: &mut [f3
 /// [`chunk`] compiled for the active SIMD level. The body is inlined into a function with the
 /// level's features enabled (a closure around it is too large to be inlined into
 /// [`super::math::simd`]'s wrapper, and would stay baseline code with `fmaf` calls).
-fn run_chunk(a: &FusedAttentionArgs, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
+fn run_chunk(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-        fn avx512(a: &FusedAttentionArgs, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
-            chunk(a, s, r0, rows, out)
+        fn avx512(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
+            chunk(a, kt, s, r0, rows, out)
         }
         #[target_feature(enable = "avx2,fma,f16c")]
-        fn avx2(a: &FusedAttentionArgs, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
-            chunk(a, s, r0, rows, out)
+        fn avx2(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
+            chunk(a, kt, s, r0, rows, out)
         }
         match Isa::active() {
             // SAFETY: `Isa::active` returns a level only when all its features were detected.
-            Isa::Avx512 => return unsafe { avx512(a, s, r0, rows, out) },
+            Isa::Avx512 => return unsafe { avx512(a, kt, s, r0, rows, out) },
             // SAFETY: as above.
-            Isa::Avx2 => return unsafe { avx2(a, s, r0, rows, out) },
+            Isa::Avx2 => return unsafe { avx2(a, kt, s, r0, rows, out) },
             Isa::Portable => {}
         }
     }
-    chunk(a, s, r0, rows, out)
+    chunk(a, kt, s, r0, rows, out)
 }
 
 /// Fused varlen attention, chunks of queries in parallel.
@@ -196,12 +241,13 @@ pub fn fused_attention(a: &FusedAttentionArgs, out: &mut [f32]) {
             rest = tail;
         }
     }
+    let kt = KeysT::new(a);
     let work = a.seq_q.iter().zip(a.seq_k).map(|(q, k)| q.1 * k.1).sum::<usize>() * row;
     if work > super::math::GRAIN && pieces.len() > 1 {
-        pieces.into_par_iter().for_each(|(s, r0, rows, o)| run_chunk(a, s, r0, rows, o));
+        pieces.into_par_iter().for_each(|(s, r0, rows, o)| run_chunk(a, &kt, s, r0, rows, o));
     } else {
         for (s, r0, rows, o) in pieces {
-            run_chunk(a, s, r0, rows, o);
+            run_chunk(a, &kt, s, r0, rows, o);
         }
     }
 }
