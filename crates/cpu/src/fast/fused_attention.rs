@@ -37,34 +37,31 @@ fn lanes(x: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
     tail.iter().chain(acc.iter()).fold(init, |a, &b| f(a, b))
 }
 
-/// Scores of one query against a key block: `s[t] = q · kt[·, t]` with the block transposed
-/// (`kt[d·KB + t]`), so the inner loop runs over 64 keys with a broadcast query element —
-/// vectorised, no horizontal sums; `mul_add` so it compiles to FMA (Rust never fuses a
-/// multiply and an add on its own). Four partial sums over interleaved `d` keep each serial
-/// chain short (accuracy) and give the FMA units independent work (speed).
+/// Scores of the chunk's queries against one key tile: `s[r][t] = q_r · tile[·, t]`, with
+/// `q` the chunk's queries for this head packed as `QC × Dh` (zero rows past `rows`) and the
+/// tile `Dh × KB`. Register-blocked like a GEMM micro-kernel: 4 queries × 32 keys = 8 vector
+/// accumulators, so each tile row loaded is used by 4 queries and 8 FMA chains run side by
+/// side. `mul_add` compiles to FMA (Rust never fuses a multiply and an add on its own).
 #[inline(always)]
-fn scores(q: &[f32], kt: &[f32], stride: usize, s: &mut [f32; KB]) {
-    // One 16-key slice at a time, so the four partial sums are four vector registers.
-    for slice in 0..KB / 16 {
-        let mut part = [[0.0f32; 16]; 4];
-        let quads = q.len() / 4;
-        for c in 0..quads {
-            for (u, acc) in part.iter_mut().enumerate() {
-                let d = 4 * c + u;
-                let (qd, col) = (q[d], &kt[d * stride + slice * 16..][..16]);
-                for l in 0..16 {
-                    acc[l] = qd.mul_add(col[l], acc[l]);
+fn scores(q: &[f32], rows: usize, dh: usize, tile: &[f32], s: &mut [[f32; KB]; QC]) {
+    for r0 in (0..rows).step_by(4) {
+        for half in 0..KB / 32 {
+            let mut acc = [[0.0f32; 16]; 8];
+            for d in 0..dh {
+                let c0 = &tile[d * KB + half * 32..][..16];
+                let c1 = &tile[d * KB + half * 32 + 16..][..16];
+                for u in 0..4 {
+                    let qd = q[(r0 + u) * dh + d];
+                    for l in 0..16 {
+                        acc[2 * u][l] = qd.mul_add(c0[l], acc[2 * u][l]);
+                        acc[2 * u + 1][l] = qd.mul_add(c1[l], acc[2 * u + 1][l]);
+                    }
                 }
             }
-        }
-        for d in 4 * quads..q.len() {
-            let (qd, col) = (q[d], &kt[d * stride + slice * 16..][..16]);
-            for l in 0..16 {
-                part[0][l] = qd.mul_add(col[l], part[0][l]);
+            for u in 0..4.min(rows - r0) {
+                s[r0 + u][half * 32..half * 32 + 16].copy_from_slice(&acc[2 * u]);
+                s[r0 + u][half * 32 + 16..half * 32 + 32].copy_from_slice(&acc[2 * u + 1]);
             }
-        }
-        for l in 0..16 {
-            s[slice * 16 + l] = (part[0][l] + part[1][l]) + (part[2][l] + part[3][l]);
         }
     }
 }
@@ -132,7 +129,8 @@ fn chunk(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, o
     let mut acc = vec![0.0f32; rows * dh];
     let mut run_max = [f32::NEG_INFINITY; QC];
     let mut run_sum = [0.0f32; QC];
-    let mut p = [0.0f32; KB];
+    let mut tile_scores = [[0.0f32; KB]; QC];
+    let mut qbuf = vec![0.0f32; QC * dh];
     let mut mk = [0usize; KB];
     let mut keep = [false; KB];
     for h in 0..h_n {
@@ -140,17 +138,18 @@ fn chunk(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, o
         acc.fill(0.0);
         run_max.fill(f32::NEG_INFINITY);
         run_sum.fill(0.0);
+        for r in 0..rows {
+            qbuf[r * dh..(r + 1) * dh].copy_from_slice(&a.q[((q0 + r0 + r) * h_n + h) * dh..][..dh]);
+        }
         for kb in (0..lk).step_by(KB) {
             let kn = KB.min(lk - kb);
             for t in 0..kn {
                 mk[t] = a.mod_k[k0 + kb + t] as usize;
             }
-            let block = kt.tile(kvh, s, kb);
-            for r in 0..rows {
+            scores(&qbuf, rows, dh, kt.tile(kvh, s, kb), &mut tile_scores);
+            for (r, p) in tile_scores.iter_mut().enumerate().take(rows) {
                 let i = r0 + r;
-                let q = &a.q[((q0 + i) * h_n + h) * dh..][..dh];
                 let mq = a.mod_q[q0 + i] as usize;
-                scores(q, block, KB, &mut p);
                 visible_block(spec.mask, a.pairs, m, i, kb, lq, lk, mq, &mk[..kn], &mut keep);
                 match a.bias.map(|b| &b[(h * m + mq) * m..(h * m + mq + 1) * m]) {
                     Some(row) => (0..kn).for_each(|t| p[t] = p[t] * a.scale + row[mk[t]]),

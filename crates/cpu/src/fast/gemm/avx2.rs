@@ -1,8 +1,12 @@
 //! AVX2+FMA micro-kernel, 6 × 16 f32.
 //!
-//! Algorithm: 12 ymm accumulators (6 rows × two 8-lane vectors); each step of k loads one
-//! 16-wide row of packed B and broadcasts 6 elements of packed A: 12 FMAs per 8 loads.
-//! Limits: full tiles only (edges go through a padded scratch tile).
+//! Algorithm: 12 ymm accumulators hold the C tile (6 rows × two 8-lane vectors); each step of
+//! k loads one 16-wide row of the packed B panel and broadcasts the 6 elements of the packed
+//! A column: 12 FMAs per 2 loads + 6 broadcasts, 15 of the 16 ymm registers. The B row
+//! `PREFETCH` steps ahead is prefetched; the C tile is prefetched at the start and read (when
+//! accumulating) and written once at the end.
+//! Limits: full tiles only (edges go through a padded scratch tile); needs AVX2 and FMA (the
+//! caller checks).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -14,14 +18,23 @@ pub struct Avx2;
 
 const MR: usize = 6;
 const NR: usize = 16;
+/// How many k steps ahead the kernel prefetches the B panel.
+#[cfg(target_arch = "x86_64")]
+const PREFETCH: usize = 8;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
     let mut lo = [_mm256_setzero_ps(); MR];
     let mut hi = [_mm256_setzero_ps(); MR];
+    // Prefetch never faults, and wrapping_add keeps the address arithmetic defined.
+    for i in 0..MR {
+        _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc + NR - 1) as *const i8);
+    }
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
+        _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * NR) as *const i8);
         // SAFETY: the caller guarantees kc·NR floats behind `b` and kc·MR behind `a`; each
         // step reads one row of B and one column of A, then advances by exactly that.
         unsafe {
@@ -53,7 +66,10 @@ unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usiz
 impl MicroKernel for Avx2 {
     const MR: usize = MR;
     const NR: usize = NR;
-    const NAME: &'static str = "avx2+fma 6x16";
+    const KC: usize = 384;
+    const MC: usize = 40 * MR;
+    const NC: usize = 3072;
+    const NAME: &'static str = "avx2+fma";
 
     unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
         #[cfg(target_arch = "x86_64")]

@@ -1,16 +1,22 @@
-//! AVX-512F micro-kernels: a C tile of `MR` rows × `NV` 16-lane vectors.
+//! AVX-512F micro-kernel: a C tile of `MR` rows × `NV` 16-lane vectors, shipped as 6 × 64.
 //!
 //! Algorithm: `MR·NV` zmm accumulators hold the C tile. Each step of k loads one row of the
-//! packed B panel (`NV` vectors) and broadcasts the `MR` elements of the packed A column,
-//! issuing `MR·NV` FMAs. The shipped shape is 12 × 32 (24 accumulators, 24 FMAs per 14 loads).
-//! Limits: full tiles only (edges go through a padded scratch tile); `MR·NV + NV + 1 ≤ 32`.
+//! packed B panel (`NV` vectors), broadcasts the `MR` elements of the packed A column and
+//! issues `MR·NV` FMAs; for 6 × 64 that is 24 accumulators, 4 loads + 6 broadcasts per 24
+//! FMAs, which keeps both FMA ports busy with the load ports to spare. The B panel row
+//! `PREFETCH` steps ahead is prefetched into L1 (a 64-wide B micro-panel is larger than L1,
+//! so it streams from L2); the C tile is prefetched at the start and read (when
+//! accumulating) and written once at the end.
+//! Limits: full tiles only (edges go through a padded scratch tile); `MR·NV + NV + 1 ≤ 32`
+//! so nothing spills; needs AVX-512F (the caller checks).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 use super::kernel::MicroKernel;
 
-/// How many k steps ahead the kernel prefetches its panels.
+/// How many k steps ahead the kernel prefetches the B panel.
+#[cfg(target_arch = "x86_64")]
 const PREFETCH: usize = 8;
 
 /// An AVX-512 kernel of `MR` rows × `16·NV` columns.
@@ -30,22 +36,20 @@ unsafe fn kernel<const MR: usize, const NV: usize>(
     let nr = 16 * NV;
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     // Bring the C tile toward L1 while the k loop runs; it is read (or written) at the end.
+    // Prefetch never faults, and wrapping_add keeps the address arithmetic defined.
     for i in 0..MR {
         for v in 0..NV {
-            // Prefetch never faults; wrapping_add keeps the address computation defined.
             _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc + 16 * v) as *const i8);
         }
     }
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
+        for v in 0..NV {
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * nr + 16 * v) as *const i8);
+        }
         // SAFETY: the caller guarantees `b` holds kc·nr and `a` kc·MR readable floats; each
         // step reads one row of B and one column of A, then advances by exactly that.
         unsafe {
-            // Fetch the B rows and A columns a few steps ahead into L1.
-            for v in 0..NV {
-                _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * nr + 16 * v) as *const i8);
-            }
-            _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(PREFETCH * MR) as *const i8);
             let mut bv = [_mm512_setzero_ps(); NV];
             for v in 0..NV {
                 bv[v] = _mm512_loadu_ps(b.add(16 * v));
@@ -75,6 +79,9 @@ unsafe fn kernel<const MR: usize, const NV: usize>(
 impl<const MR: usize, const NV: usize> MicroKernel for Avx512<MR, NV> {
     const MR: usize = MR;
     const NR: usize = 16 * NV;
+    const KC: usize = 512;
+    const MC: usize = 40 * MR;
+    const NC: usize = 3072;
     const NAME: &'static str = "avx512";
 
     unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {

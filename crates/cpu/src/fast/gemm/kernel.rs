@@ -1,14 +1,21 @@
-//! The micro-kernel interface: a kernel multiplies an `MR × kc` packed panel of A by a
+//! The micro-kernel interface. A kernel multiplies an `MR × kc` packed panel of A by a
 //! `kc × NR` packed panel of B into an `MR × NR` tile of C (row stride `ldc`), either storing
-//! or adding to what is there. Packed layouts: A panel `[p][MR]`, B panel `[p][NR]`, both
-//! zero-padded at the matrix edges, so a kernel always runs full size.
+//! or adding to what is there. Packed layouts (see [`super::pack`]): A panel `[p][MR]`,
+//! B panel `[p][NR]`, both zero-padded at the matrix edges, so a kernel always runs full
+//! size. Each kernel also carries the cache blocking that suits its tile.
 
-/// A register-blocked micro-kernel.
+/// A register-blocked micro-kernel and the cache blocking around it.
 pub trait MicroKernel: Sync {
     /// Rows of the C tile.
     const MR: usize;
     /// Columns of the C tile.
     const NR: usize;
+    /// Reduction block: the length of every packed panel, and of one kernel call.
+    const KC: usize;
+    /// Row block (a multiple of `MR`): the packed A block (`MC × KC`) stays in L2.
+    const MC: usize;
+    /// Column block: the packed B panel (`KC × NC`), shared by all threads, stays in L3.
+    const NC: usize;
     /// Name for reports.
     const NAME: &'static str;
 

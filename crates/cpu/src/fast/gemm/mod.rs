@@ -1,17 +1,25 @@
-//! The fast f32 GEMM: BLIS-style blocking around a register-blocked micro-kernel chosen at run
-//! time (AVX-512 12×32, AVX2+FMA 6×16, portable 4×16), multithreaded with rayon, with the
-//! epilogue (scale, bias, activation, residual) applied to each C tile as it completes.
+//! The fast f32 GEMM: BLIS-style cache blocking around a register-blocked micro-kernel chosen
+//! at run time (AVX-512 6×64, AVX2+FMA 6×16, portable 4×16), multithreaded with rayon, with
+//! the epilogue (scale, bias, activation, residual) applied to each C tile as it completes;
+//! skinny products (at most 8 rows) take an unpacked GEMV-style path (`gemv`); plus the i8
+//! GEMM ([`gemm_i8`]).
 //!
 //! Loops: jc over NC columns → pc over KC of the reduction → pack the B panel (KC × NC, once,
 //! shared by all threads, packed in parallel) → tasks over (row block × column range) in
-//! parallel, each packing its A block (MC × KC) → jr over NR → ir over MR → kernel. The B
-//! micro-panel (KC × NR) is reused from L1 while the kernel walks the A block in L2. Row
-//! blocks are sized so threads get equal shares; when there are fewer row blocks than
-//! threads (skinny GEMMs, decode), the columns are split as well. Many small batched GEMMs run
-//! one per thread instead.
+//! parallel, each packing its A block (MC × KC, L2) → jr over NR → ir over MR → kernel. Each
+//! B micro-panel (KC × NR) is reused across the whole A block: from L1 where it fits (AVX2),
+//! streamed from L2 with software prefetch where it does not (the 64-wide AVX-512 panel).
+//! The first KC block stores into C, later ones add, and the last applies the epilogue to
+//! each tile while it is still in L1, so each output is finished in place. Row blocks are
+//! sized so threads get equal shares; when there are fewer row blocks than threads (skinny
+//! GEMMs), the columns are split as well. Many small batched GEMMs run one per thread.
+//!
+//! Tuned on a Sapphire-Rapids-class core (48 KiB L1d, 2 MiB L2): KC = 512, MC = 240, NC = 3072
+//! for AVX-512 (A block 480 KiB in L2, A micro-panel 12 KiB in L1).
 
 mod avx2;
 mod avx512;
+mod gemv;
 mod int8;
 mod kernel;
 mod pack;
@@ -23,20 +31,17 @@ use rayon::prelude::*;
 
 pub use int8::gemm_i8;
 use kernel::MicroKernel;
-use pack::{MatRef, pack_a_panel, pack_b_panel};
+use pack::{Operand, pack_dyn};
 
 use crate::epilogue;
 use crate::features::Isa;
 use crate::kernels::GemmArgs;
 
-/// Reduction block: the B micro-panel (KC × NR, 48 KiB) is the L1-resident operand.
-const KC: usize = 384;
-/// Row block in micro-panels: the A block (MC × KC) stays in L2.
-const MC_PANELS: usize = 20;
-/// Column block: the packed B panel (KC × NC) stays in L2/L3.
-const NC: usize = 3072;
 /// Below this many multiply-adds a GEMM runs on the calling thread.
 const PARALLEL_MACS: usize = 1 << 18;
+
+/// The largest `MR·NR` of any kernel (the edge-tile scratch size).
+const MAX_TILE: usize = 1024;
 
 thread_local! {
     /// Per-thread packing buffers (A block; B panel when this thread leads a GEMM), kept
@@ -45,26 +50,17 @@ thread_local! {
     static PACK_B: RefCell<PackBuf> = const { RefCell::new(PackBuf(Vec::new())) };
 }
 
-/// The output pointer, shared by tasks that write disjoint rectangles.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks only write disjoint tiles of the output (distinct row blocks or column
-// ranges, see `tasks`), and the buffer outlives the parallel section that uses the pointer.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
+/// The micro-kernel of each SIMD level.
+type Avx512Kernel = avx512::Avx512<6, 4>;
+type Avx2Kernel = avx2::Avx2;
+type PortableKernel = portable::Portable;
 
-/// The micro-kernel `gemm_f32` uses on this CPU.
+/// Which micro-kernel `gemm_f32` uses on this machine: `avx512`, `avx2+fma` or `portable`.
 pub fn f32_kernel_name() -> &'static str {
-    kernel_name(Isa::active())
-}
-
-/// The micro-kernel used at SIMD level `isa`.
-pub fn kernel_name(isa: Isa) -> &'static str {
-    match isa {
-        Isa::Avx512 => "avx512 12x32",
-        Isa::Avx2 => avx2::Avx2::NAME,
-        Isa::Portable => portable::Portable::NAME,
+    match Isa::active() {
+        Isa::Avx512 => Avx512Kernel::NAME,
+        Isa::Avx2 => Avx2Kernel::NAME,
+        Isa::Portable => PortableKernel::NAME,
     }
 }
 
@@ -73,8 +69,8 @@ pub fn gemm_f32(g: &GemmArgs<f32>, out: &mut [f32]) {
     gemm_f32_on(Isa::active(), g, out)
 }
 
-/// f32 GEMM with the micro-kernel of SIMD level `isa`, which must be one of
-/// [`Isa::available`] (a higher one falls back to the active level).
+/// f32 GEMM with the micro-kernel of SIMD level `isa` (used to test every kernel on one
+/// machine); a level this CPU cannot run falls back to the active one.
 pub fn gemm_f32_on(isa: Isa, g: &GemmArgs<f32>, out: &mut [f32]) {
     let isa = if Isa::available().contains(&isa) { isa } else { Isa::active() };
     if out.is_empty() {
@@ -82,20 +78,30 @@ pub fn gemm_f32_on(isa: Isa, g: &GemmArgs<f32>, out: &mut [f32]) {
     }
     if g.k == 0 {
         out.fill(0.0);
-        for (row, chunk) in out.chunks_exact_mut(g.n).enumerate() {
-            finish_row(g, row, 0, chunk);
+        for (row, seg) in out.chunks_exact_mut(g.n).enumerate() {
+            finish(g, row, 0, seg);
+        }
+        return;
+    }
+    if g.m <= gemv::MAX_ROWS {
+        let job = |(b, c): (usize, &mut [f32])| gemv::gemv_batch(isa, g, b, c, |row, j0, seg| finish(g, row, j0, seg));
+        let small = g.m * g.n * g.k < PARALLEL_MACS;
+        if g.batch > 1 && small && rayon::current_num_threads() > 1 {
+            out.par_chunks_mut(g.m * g.n).enumerate().for_each(job);
+        } else {
+            out.chunks_mut(g.m * g.n).enumerate().for_each(job);
         }
         return;
     }
     match isa {
-        Isa::Avx512 => run::<avx512::Avx512<12, 2>>(g, out),
-        Isa::Avx2 => run::<avx2::Avx2>(g, out),
-        Isa::Portable => run::<portable::Portable>(g, out),
+        Isa::Avx512 => run::<Avx512Kernel>(g, out),
+        Isa::Avx2 => run::<Avx2Kernel>(g, out),
+        Isa::Portable => run::<PortableKernel>(g, out),
     }
 }
 
-/// Apply the epilogue to the outputs `seg` of global row `row`, starting at column `j0`.
-fn finish_row(g: &GemmArgs<f32>, row: usize, j0: usize, seg: &mut [f32]) {
+/// Apply the epilogue to `seg`, the outputs of global row `row` (batch-major) from column `j0`.
+fn finish(g: &GemmArgs<f32>, row: usize, j0: usize, seg: &mut [f32]) {
     if g.epilogue.is_identity() {
         return;
     }
@@ -103,15 +109,24 @@ fn finish_row(g: &GemmArgs<f32>, row: usize, j0: usize, seg: &mut [f32]) {
     epilogue::apply(&g.epilogue, g.bias, residual, j0, seg);
 }
 
+/// The output pointer, shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks only write disjoint tiles of the output (distinct row blocks or column
+// ranges, see `tasks`), and the buffer outlives the parallel section that uses the pointer.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above: concurrent tasks write only disjoint tiles through copies of it.
+unsafe impl Sync for OutPtr {}
+
 fn run<K: MicroKernel>(g: &GemmArgs<f32>, out: &mut [f32]) {
     let ptr = OutPtr(out.as_mut_ptr());
     let threads = rayon::current_num_threads().max(1);
     let per_batch = g.m * g.n * g.k;
-    if threads > 1 && g.batch >= threads && per_batch < PARALLEL_MACS {
+    if threads > 1 && g.batch > 1 && per_batch < PARALLEL_MACS {
         // Many small products: one whole GEMM per task.
         (0..g.batch).into_par_iter().for_each(|b| gemm_one::<K>(g, b, ptr, 1));
     } else {
-        let parts = if per_batch * g.batch < PARALLEL_MACS { 1 } else { threads };
+        let parts = if per_batch < PARALLEL_MACS { 1 } else { threads };
         for b in 0..g.batch {
             gemm_one::<K>(g, b, ptr, parts);
         }
@@ -141,28 +156,6 @@ fn row_blocks(m: usize, mr: usize, mc_max: usize, parts: usize) -> Vec<(usize, u
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::row_blocks;
-
-    #[test]
-    fn row_blocks_cover_every_row_once_and_balance() {
-        for (m, parts) in [(1, 2), (12, 2), (1024, 2), (1000, 3), (97, 4), (5000, 2)] {
-            let blocks = row_blocks(m, 12, 240, parts);
-            let mut next = 0;
-            for &(start, len) in &blocks {
-                assert_eq!(start, next);
-                assert!(len > 0 && len <= 240);
-                next += len;
-            }
-            assert_eq!(next, m);
-            let sizes: Vec<usize> = blocks.iter().map(|b| b.1.div_ceil(12)).collect();
-            let (lo, hi) = (sizes.iter().min().copied().unwrap_or(0), sizes.iter().max().copied().unwrap_or(0));
-            assert!(hi - lo <= 1, "{m} rows, {parts} parts: {blocks:?}");
-        }
-    }
-}
-
 /// A unit of parallel work inside one (jc, pc) step: a row block and a range of NR panels.
 #[derive(Clone, Copy, Debug)]
 struct Task {
@@ -170,8 +163,8 @@ struct Task {
     panels: (usize, usize),
 }
 
-fn tasks(m: usize, nc: usize, mr: usize, nr: usize, parts: usize) -> Vec<Task> {
-    let rows = row_blocks(m, mr, MC_PANELS * mr, parts);
+fn tasks(m: usize, nc: usize, mr: usize, nr: usize, mc: usize, parts: usize) -> Vec<Task> {
+    let rows = row_blocks(m, mr, mc, parts);
     let col_panels = nc.div_ceil(nr);
     let splits = if rows.len() >= parts { 1 } else { parts.div_ceil(rows.len()).min(col_panels).max(1) };
     let per = col_panels.div_ceil(splits);
@@ -200,8 +193,8 @@ fn with_buffer<R>(cell: &'static std::thread::LocalKey<RefCell<PackBuf>>, f: imp
 struct Line([f32; 16]);
 
 /// A packing buffer aligned to cache lines. Panels start at multiples of 16 floats, so every
-/// vector load of a packed B row stays inside one cache line (a plain `Vec<f32>` from the
-/// allocator is only 16-byte aligned, and split loads cost AVX-512 a third of its speed).
+/// vector load of a packed row stays inside one cache line (a plain `Vec<f32>` is only
+/// 16-byte aligned, and split loads cost AVX-512 a third of its speed).
 struct PackBuf(Vec<Line>);
 
 impl PackBuf {
@@ -215,31 +208,42 @@ impl PackBuf {
     }
 }
 
+/// The operand views of batch `batch`: `Xa = A` (rows M) and `Xb = Bᵀ` (rows N), see
+/// [`pack`].
+fn operands<'a>(g: &GemmArgs<'a, f32>, batch: usize) -> (Operand<'a>, Operand<'a>) {
+    let a = &g.a[g.a_offset(batch)..][..g.m * g.k];
+    let b = &g.b[g.b_offset(batch)..][..g.k * g.n];
+    let xa = Operand { data: a, ld: if g.trans_a { g.m } else { g.k }, r_major: !g.trans_a };
+    let xb = Operand { data: b, ld: if g.trans_b { g.k } else { g.n }, r_major: g.trans_b };
+    (xa, xb)
+}
+
 /// One batch's product with `parts`-way parallelism.
 fn gemm_one<K: MicroKernel>(g: &GemmArgs<f32>, batch: usize, out: OutPtr, parts: usize) {
     let (mr, nr) = (K::MR, K::NR);
-    let a = MatRef { data: &g.a[g.a_offset(batch)..][..g.m * g.k], rows: g.m, cols: g.k, trans: g.trans_a };
-    let b = MatRef { data: &g.b[g.b_offset(batch)..][..g.k * g.n], rows: g.k, cols: g.n, trans: g.trans_b };
+    let (kc_max, mc_max, nc_max) = (K::KC, K::MC, K::NC);
+    let (xa, xb) = operands(g, batch);
     with_buffer(&PACK_B, |bpack| {
         let mut jc = 0;
         while jc < g.n {
-            let nc = NC.min(g.n - jc);
-            let list = tasks(g.m, nc, mr, nr, parts);
+            let nc = nc_max.min(g.n - jc);
+            let list = tasks(g.m, nc, mr, nr, mc_max, parts);
             let mut pc = 0;
             while pc < g.k {
-                let kc = KC.min(g.k - pc);
-                let panels = bpack.take(nc.div_ceil(nr) * nr * kc);
-                let pack_one = |(i, dst): (usize, &mut [f32])| {
-                    let c0 = jc + i * nr;
-                    pack_b_panel(b, pc, kc, c0, nr.min(jc + nc - c0), nr, dst);
-                };
+                let kc = kc_max.min(g.k - pc);
+                let col_panels = nc.div_ceil(nr);
+                let panels = bpack.take(col_panels * nr * kc);
                 if parts > 1 {
-                    panels.par_chunks_mut(nr * kc).enumerate().for_each(pack_one);
+                    // Each thread packs a contiguous range of panels.
+                    let per = col_panels.div_ceil(parts * 2).max(1);
+                    panels.par_chunks_mut(per * nr * kc).enumerate().for_each(|(i, dst)| {
+                        let c0 = i * per * nr;
+                        pack_dyn(nr, xb, jc + c0, (per * nr).min(nc - c0), pc, kc, dst)
+                    });
                 } else {
-                    panels.chunks_mut(nr * kc).enumerate().for_each(pack_one);
+                    pack_dyn(nr, xb, jc, nc, pc, kc, panels);
                 }
-                let packed: &[f32] = panels;
-                let step = Step { g, batch, a, bpack: packed, jc, pc, kc, out };
+                let step = Step { g, batch, xa, bpack: panels, jc, pc, kc, out };
                 if list.len() > 1 {
                     list.par_iter().for_each(|t| step.task::<K>(t));
                 } else {
@@ -256,7 +260,7 @@ fn gemm_one<K: MicroKernel>(g: &GemmArgs<f32>, batch: usize, out: OutPtr, parts:
 struct Step<'a> {
     g: &'a GemmArgs<'a, f32>,
     batch: usize,
-    a: MatRef<'a>,
+    xa: Operand<'a>,
     bpack: &'a [f32],
     jc: usize,
     pc: usize,
@@ -264,43 +268,49 @@ struct Step<'a> {
     out: OutPtr,
 }
 
+/// Scratch for one edge tile, aligned like the packed panels.
+#[repr(C, align(64))]
+struct Tile([f32; MAX_TILE]);
+
 impl Step<'_> {
     fn task<K: MicroKernel>(&self, t: &Task) {
         let (mr, nr, kc, g) = (K::MR, K::NR, self.kc, self.g);
+        const { assert!(K::MR * K::NR <= MAX_TILE) };
         let (ic, mc) = t.rows;
+        let accumulate = self.pc > 0;
         let last = self.pc + kc == g.k;
         let c_base = self.batch * g.m * g.n;
-        let mut scratch = [0.0f32; 64 * 64];
+        let mut scratch = Tile([0.0; MAX_TILE]);
         with_buffer(&PACK_A, |buf| {
             let apack = buf.take(mc.div_ceil(mr) * mr * kc);
-            for (i, dst) in apack.chunks_mut(mr * kc).take(mc.div_ceil(mr)).enumerate() {
-                let r0 = ic + i * mr;
-                pack_a_panel(self.a, r0, mr.min(ic + mc - r0), self.pc, kc, mr, dst);
-            }
+            pack_dyn(mr, self.xa, ic, mc, self.pc, kc, apack);
+            // jr over the task's B micro-panels, ir over the A block: each B micro-panel is
+            // reused for the whole A block while it is in L1/L2.
             for jp in t.panels.0..t.panels.1 {
                 let col0 = self.jc + jp * nr;
                 let ncols = nr.min(g.n - col0);
-                let bp = self.bpack[jp * nr * kc..].as_ptr();
-                for ir in (0..mc).step_by(mr) {
-                    let nrows = mr.min(mc - ir);
-                    let ap = apack[ir / mr * mr * kc..].as_ptr();
-                    let row0 = ic + ir;
+                let bp = self.bpack[jp * nr * kc..][..nr * kc].as_ptr();
+                for (ip, ap) in apack.chunks_exact(mr * kc).enumerate() {
+                    let row0 = ic + ip * mr;
+                    let nrows = mr.min(ic + mc - row0);
                     // SAFETY: (row0, col0) is inside the m × n output of this batch, so the
                     // offset is inside `out`; this task alone writes this tile.
                     let c = unsafe { self.out.0.add(c_base + row0 * g.n + col0) };
                     if nrows == mr && ncols == nr {
-                        // SAFETY: packed panels hold mr·kc and kc·nr floats; the full tile
-                        // (mr rows × nr columns at stride n) lies inside the output.
-                        unsafe { K::run(kc, ap, bp, c, g.n, self.pc > 0) };
+                        // SAFETY: the packed panels hold mr·kc and kc·nr floats; the full
+                        // tile (mr rows × nr columns at stride n) lies inside the output;
+                        // the kernel's ISA was detected before `run` was chosen.
+                        unsafe { K::run(kc, ap.as_ptr(), bp, c, g.n, accumulate) };
                     } else {
                         // Edge tile: compute the padded tile in scratch, copy what exists.
-                        // SAFETY: scratch holds mr·nr ≤ 64·64 floats at stride nr.
-                        unsafe { K::run(kc, ap, bp, scratch.as_mut_ptr(), nr, false) };
+                        // SAFETY: scratch holds MAX_TILE ≥ mr·nr floats at stride nr.
+                        unsafe { K::run(kc, ap.as_ptr(), bp, scratch.0.as_mut_ptr(), nr, false) };
                         for r in 0..nrows {
-                            // SAFETY: row r of the edge tile: ncols floats inside the output.
+                            // SAFETY: row r of the edge tile: ncols floats inside the output,
+                            // written only by this task; no other reference to them exists.
                             let dst = unsafe { std::slice::from_raw_parts_mut(c.add(r * g.n), ncols) };
-                            let src = &scratch[r * nr..r * nr + ncols];
-                            if self.pc > 0 {
+                            let src = &scratch.0[r * nr..r * nr + ncols];
+                            if accumulate {
                                 dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
                             } else {
                                 dst.copy_from_slice(src);
@@ -311,11 +321,33 @@ impl Step<'_> {
                         for r in 0..nrows {
                             // SAFETY: the same tile row as above, written only by this task.
                             let seg = unsafe { std::slice::from_raw_parts_mut(c.add(r * g.n), ncols) };
-                            finish_row(g, self.batch * g.m + row0 + r, col0, seg);
+                            finish(g, self.batch * g.m + row0 + r, col0, seg);
                         }
                     }
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row_blocks;
+
+    #[test]
+    fn row_blocks_cover_every_row_once_and_balance() {
+        for (m, parts) in [(1, 2), (12, 2), (1024, 2), (1000, 3), (97, 4), (5000, 2)] {
+            let blocks = row_blocks(m, 12, 240, parts);
+            let mut next = 0;
+            for &(start, len) in &blocks {
+                assert_eq!(start, next);
+                assert!(len > 0 && len <= 240);
+                next += len;
+            }
+            assert_eq!(next, m);
+            let sizes: Vec<usize> = blocks.iter().map(|b| b.1.div_ceil(12)).collect();
+            let (lo, hi) = (sizes.iter().min().copied().unwrap_or(0), sizes.iter().max().copied().unwrap_or(0));
+            assert!(hi - lo <= 1, "{m} rows, {parts} parts: {blocks:?}");
+        }
     }
 }

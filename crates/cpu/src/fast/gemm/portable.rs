@@ -13,7 +13,10 @@ const NR: usize = 16;
 impl MicroKernel for Portable {
     const MR: usize = MR;
     const NR: usize = NR;
-    const NAME: &'static str = "portable 4x16";
+    const KC: usize = 256;
+    const MC: usize = 128;
+    const NC: usize = 3072;
+    const NAME: &'static str = "portable";
 
     unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
         // SAFETY: the caller guarantees MR·kc floats behind `a`, kc·NR behind `b`, and MR rows
