@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use half::{bf16, f16};
 use omnifuse_core::op::{GemmSpec, Op, OpKind};
-use omnifuse_core::{Backend, DType, Error, HostTensor, Result, Tensor};
+use omnifuse_core::{Backend, DType, Error, HostTensor, MaskMode, Result, Tensor};
 use omnifuse_registry::{OpenOptions, open_with};
 use serde_json::json;
 
@@ -19,7 +19,8 @@ use crate::timing;
 /// Arguments of `omnifuse kernels`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Op to time (gemm).
+    /// Op to time: gemm, or attention (the fused cross-modal attention on a packed batch,
+    /// next to the unfused GEMM–softmax–GEMM path).
     #[arg(long, default_value = "gemm")]
     op: String,
     /// Element type: f32, f16, bf16 or i8 (i8 accumulates to i32).
@@ -50,6 +51,47 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Attention: sequence lengths of the packed batch, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "4096")]
+    seqlens: Vec<usize>,
+    /// Attention: heads.
+    #[arg(long, default_value_t = 8)]
+    heads: usize,
+    /// Attention: head width.
+    #[arg(long, default_value_t = 64)]
+    head_dim: usize,
+    /// Attention: mask mode (full, intra, cross, pairs, causal).
+    #[arg(long, default_value = "full")]
+    mask: String,
+    /// Attention: add the learned per-(query modality, key modality) bias.
+    #[arg(long)]
+    bias: bool,
+}
+
+fn run_attention(args: &Args) -> Result<ExitCode> {
+    let mask = MaskMode::ALL.iter().copied().find(|m| m.name() == args.mask).ok_or_else(|| {
+        Error::invalid(format!("kernels: unknown mask '{}': expected full, intra, cross, pairs or causal", args.mask))
+    })?;
+    let dev = open_with(&args.backend, OpenOptions { threads: args.threads })?;
+    let info = dev.info();
+    let threads = if args.threads == 0 { info.compute_units.max(1) } else { args.threads };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::invalid(format!("thread pool: {e}")))?;
+    let cpu = info.backend == "cpu";
+    let mut probe = || if cpu { Some(omnifuse_cpu::peak::probe(&pool).0) } else { info.peak_gflops_f32 };
+    let bench = crate::attention::AttentionBench {
+        seqlens: args.seqlens.clone(),
+        heads: args.heads,
+        head_dim: args.head_dim,
+        mask,
+        bias: args.bias,
+        dtype: args.dtype.parse()?,
+        reps: args.reps,
+        json: args.json,
+    };
+    crate::attention::run(&bench, &*dev, &mut probe)
 }
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -80,12 +122,12 @@ pub fn pin_peer_threads(args: &Args) {
 
 /// Run the command.
 pub fn run(args: Args) -> Result<ExitCode> {
+    if args.op == "attention" || args.op == "fused_attention" {
+        return run_attention(&args);
+    }
     let kind = OpKind::parse(&args.op)?;
     if kind != OpKind::Gemm {
-        return Err(Error::invalid(format!(
-            "kernels: '{}' has no benchmark yet; available: gemm (attention arrives with the fused kernel)",
-            args.op
-        )));
+        return Err(Error::invalid(format!("kernels: '{}' has no benchmark yet; available: gemm, attention", args.op)));
     }
     let dtype: DType = args.dtype.parse()?;
     if !OpKind::Gemm.dtypes().contains(&dtype) {

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 a check found a failure, 2 bad input or an unusable device.
 
+mod attention;
 mod check;
 mod info;
 mod kernels;

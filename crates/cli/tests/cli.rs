@@ -75,8 +75,40 @@ fn kernels_runs_every_gemm_dtype_against_its_peer() {
 }
 
 #[test]
+fn kernels_attention_runs_fused_next_to_unfused() {
+    for mask in ["full", "intra", "pairs", "causal"] {
+        let o = omnifuse(&[
+            "kernels",
+            "--op",
+            "attention",
+            "--seqlens",
+            "40,17",
+            "--heads",
+            "2",
+            "--head-dim",
+            "16",
+            "--mask",
+            mask,
+            "--bias",
+            "--reps",
+            "2",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{mask}: {}", stderr(&o));
+        let v = json(&o);
+        for key in ["op", "backend", "dtype", "shape", "median_ms", "tflops", "peer", "ratio"] {
+            assert!(!v[key].is_null(), "missing {key}: {v}");
+        }
+        assert_eq!(v["shape"], serde_json::json!([40, 17]));
+        assert!(v["max_rel_diff"].as_f64().unwrap_or(1.0) < 1e-4, "{v}");
+    }
+}
+
+#[test]
 fn bad_input_is_a_clear_error_with_exit_code_2() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
+        (&["kernels", "--op", "attention", "--mask", "diagonal"], "unknown mask 'diagonal'"),
+        (&["kernels", "--op", "attention", "--seqlens", "0"], "positive lengths"),
         (&["kernels", "--dtype", "f64"], "unknown dtype 'f64'"),
         (&["kernels", "--m", "0"], "must be positive"),
         (&["kernels", "--backend", "cuda:0", "--m", "8", "--n", "8", "--k", "8"], "cuda:0"),
