@@ -7,7 +7,8 @@ use omnifuse_core::{Error, Result};
 /// A peer implementation of a GEMM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GemmPeer {
-    /// The `gemm` crate 0.19 (from faer), multithreaded with rayon.
+    /// The `gemm` crate 0.19 (from faer), multithreaded with rayon, built with its AVX-512
+    /// kernels (`x86-v4`) so it is compared at its best on CPUs that have them.
     Gemm,
     /// `matrixmultiply` 0.3, multithreaded.
     Matrixmultiply,

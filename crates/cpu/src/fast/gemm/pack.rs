@@ -40,17 +40,13 @@ fn prefetch(data: &[f32], i: usize) {
     let _ = (data, i);
 }
 
-/// [`pack`] with the panel width `w` given at run time (one of the kernels' widths).
+/// [`pack`] with the panel width `w` given at run time: one of the kernels' `MR` and `NR`
+/// (a new kernel shape adds its widths here; the tests run every kernel).
 pub fn pack_dyn(w: usize, x: Operand, r0: usize, rn: usize, p0: usize, kc: usize, dst: &mut [f32]) {
     match w {
         4 => pack::<4>(x, r0, rn, p0, kc, dst),
         6 => pack::<6>(x, r0, rn, p0, kc, dst),
-        8 => pack::<8>(x, r0, rn, p0, kc, dst),
-        12 => pack::<12>(x, r0, rn, p0, kc, dst),
-        14 => pack::<14>(x, r0, rn, p0, kc, dst),
         16 => pack::<16>(x, r0, rn, p0, kc, dst),
-        32 => pack::<32>(x, r0, rn, p0, kc, dst),
-        48 => pack::<48>(x, r0, rn, p0, kc, dst),
         64 => pack::<64>(x, r0, rn, p0, kc, dst),
         _ => unreachable!("no kernel has panel width {w}"),
     }

@@ -1,6 +1,12 @@
-//! Portable micro-kernel, 4 × 16 f32, in plain Rust over fixed-size arrays that the compiler
-//! vectorises for whatever the target has (NEON on aarch64, SSE2 on baseline x86-64).
-//! Limits: full tiles only (edges go through a padded scratch tile).
+//! Portable micro-kernel, 4 × 16 f32, in plain Rust (no intrinsics), for CPUs without AVX2:
+//! aarch64 (NEON) and baseline x86-64 (SSE2).
+//!
+//! Algorithm: a `[[f32; 16]; 4]` accumulator tile; each step of k multiplies the 4 elements of
+//! the packed A column into the 16-wide packed B row (`acc[i][j] += a[i]·b[j]`), fixed-size
+//! loops the compiler unrolls and vectorises for whatever the build target has (4 × 4 NEON or
+//! SSE registers); the tile is stored or added to C once at the end.
+//! Limits: full tiles only (edges go through a padded scratch tile); a separate multiply and
+//! add per term (Rust never contracts them into an FMA), so half the peak of a fused kernel.
 
 use super::kernel::MicroKernel;
 
