@@ -19,7 +19,7 @@ fn pipeline() -> Graph {
     let emb = g.op(Op::Embedding, &[table, ids]).expect("embedding");
     let w = g.constant(tensor(&[3, 16, D], DType::F32, 0.3, &mut rng));
     let b = g.constant(tensor(&[D], DType::F32, 0.1, &mut rng));
-    let text = g.op(Op::Conv1d { bias: true }, &[emb, w, b]).expect("conv1d");
+    let text = g.op(Op::Conv1d { bias: true, stride: 1 }, &[emb, w, b]).expect("conv1d");
     let text = g.op(Op::Relu, &[text]).expect("relu");
     // image: [1, 16, 16, 3] → 4×4 patches [1, 16, 48] → GEMM with bias+GELU → [1, 16, D]
     let img = g.input(TensorDesc::new([1, 16, 16, 3], DType::F32));

@@ -197,8 +197,11 @@ impl Op {
                 shape.push(table.shape.dims()[1]);
                 out(shape, table.dtype)
             }
-            Op::Conv1d { bias } => {
+            Op::Conv1d { bias, stride } => {
                 expect_inputs(self, inputs, 2 + *bias as usize)?;
+                if *stride == 0 {
+                    return Err(Error::invalid(format!("{}: stride must be positive, got 0", self.name())));
+                }
                 let (x, w) = (inputs[0], inputs[1]);
                 expect_rank(self, "x", &x.shape, &[3])?;
                 expect_rank(self, "w", &w.shape, &[3])?;
@@ -217,7 +220,7 @@ impl Op {
                     expect_same_dtype(self, "bias", inputs[2].dtype, x.dtype)?;
                     expect_shape(self, "bias", &inputs[2].shape, &Shape::from([wd[2]]))?;
                 }
-                out([xd[0], xd[1], wd[2]], x.dtype)
+                out([xd[0], xd[1].div_ceil(*stride), wd[2]], x.dtype)
             }
             Op::Im2col { patch } => {
                 expect_inputs(self, inputs, 1)?;
@@ -301,6 +304,22 @@ impl Op {
                 let d = x.shape.dims();
                 out(perm.iter().map(|&p| d[p]).collect::<Vec<_>>(), x.dtype)
             }
+            Op::Reshape { shape } => {
+                expect_inputs(self, inputs, 1)?;
+                let x = inputs[0];
+                let numel: usize = shape.iter().product();
+                if numel != x.shape.numel_unchecked() {
+                    return Err(Error::shape(
+                        self.name(),
+                        format!(
+                            "{} has {} elements, the target shape {shape:?} has {numel}",
+                            x.shape,
+                            x.shape.numel_unchecked()
+                        ),
+                    ));
+                }
+                out(shape.clone(), x.dtype)
+            }
             Op::Quantize { scale } => {
                 expect_inputs(self, inputs, 1)?;
                 expect_scale(self, "scale", *scale)?;
@@ -354,9 +373,9 @@ impl Op {
                 let (q, k) = (inputs[0].shape.dims(), inputs[1].shape.dims());
                 4.0 * q[0] as f64 * q[1] as f64 * k[1] as f64 * q[2] as f64
             }
-            Op::Conv1d { .. } if inputs.len() >= 2 => {
+            Op::Conv1d { stride, .. } if inputs.len() >= 2 => {
                 let (x, w) = (inputs[0].shape.dims(), inputs[1].shape.dims());
-                2.0 * (x[0] * x[1]) as f64 * (w[0] * w[1] * w[2]) as f64
+                2.0 * (x[0] * x[1].div_ceil((*stride).max(1))) as f64 * (w[0] * w[1] * w[2]) as f64
             }
             _ => inputs.first().map(|t| t.shape.numel_unchecked() as f64).unwrap_or(0.0),
         }
@@ -424,5 +443,5 @@ pub fn activation_of(op: &Op) -> Option<Activation> {
 
 /// True when `kind` only moves data and so is defined for every dtype.
 pub fn is_data_movement(kind: OpKind) -> bool {
-    matches!(kind, OpKind::Im2col | OpKind::Concat | OpKind::Slice | OpKind::Permute)
+    matches!(kind, OpKind::Im2col | OpKind::Concat | OpKind::Slice | OpKind::Permute | OpKind::Reshape)
 }

@@ -115,12 +115,15 @@ pub enum Op {
     /// Row gather: inputs `table [V, D]`, `ids` (i32, any shape `S`); output `S ++ [D]`.
     /// An id outside `0..V` is an error at launch.
     Embedding,
-    /// 1-D convolution along the sequence with "same" padding and stride 1 (TextCNN):
+    /// 1-D convolution along the sequence with "same" padding (TextCNN, audio subsampling):
     /// inputs `x [B, L, Cin]`, `w [W, Cin, Cout]`, then `bias [Cout]` if `bias`; output
-    /// `[B, L, Cout]`. Zero padding of `(W−1)/2` on the left and the rest on the right.
+    /// `[B, ceil(L / stride), Cout]` where output `t` reads inputs `t·stride + r − (W−1)/2` for
+    /// `r` in `0..W`, zero outside `0..L`.
     Conv1d {
         /// A bias input follows the weight.
         bias: bool,
+        /// Step between output positions (1 keeps the length).
+        stride: usize,
     },
     /// Patch extraction for patch embedding: input `x [B, H, W, C]` (H, W divisible by
     /// `patch`), output `[B, (H/p)·(W/p), p·p·C]`, patches in row-major order, each patch's
@@ -154,6 +157,11 @@ pub enum Op {
     Permute {
         /// The permutation.
         perm: Vec<usize>,
+    },
+    /// The same elements in the same row-major order under another shape of equal size.
+    Reshape {
+        /// The new shape.
+        shape: Vec<usize>,
     },
     /// Symmetric quantisation to i8: `q = clamp(round(x / scale), −127, 127)`, rounding half
     /// away from zero.
@@ -220,6 +228,8 @@ pub enum OpKind {
     Slice,
     /// [`Op::Permute`]
     Permute,
+    /// [`Op::Reshape`]
+    Reshape,
     /// [`Op::Quantize`]
     Quantize,
     /// [`Op::Dequantize`]
@@ -235,7 +245,7 @@ const ALL: &[DType] = &DType::ALL;
 
 impl OpKind {
     /// Every op kind.
-    pub const ALL: [OpKind; 19] = [
+    pub const ALL: [OpKind; 20] = [
         OpKind::Gemm,
         OpKind::LayerNorm,
         OpKind::Softmax,
@@ -251,6 +261,7 @@ impl OpKind {
         OpKind::Concat,
         OpKind::Slice,
         OpKind::Permute,
+        OpKind::Reshape,
         OpKind::Quantize,
         OpKind::Dequantize,
         OpKind::Attention,
@@ -275,6 +286,7 @@ impl OpKind {
             OpKind::Concat => "concat",
             OpKind::Slice => "slice",
             OpKind::Permute => "permute",
+            OpKind::Reshape => "reshape",
             OpKind::Quantize => "quantize",
             OpKind::Dequantize => "dequantize",
             OpKind::Attention => "attention",
@@ -296,7 +308,7 @@ impl OpKind {
         match self {
             OpKind::Gemm => &[DType::F32, DType::F16, DType::BF16, DType::I8],
             OpKind::Add | OpKind::Mul => &[DType::F32, DType::F16, DType::BF16, DType::I32],
-            OpKind::Im2col | OpKind::Concat | OpKind::Slice | OpKind::Permute => ALL,
+            OpKind::Im2col | OpKind::Concat | OpKind::Slice | OpKind::Permute | OpKind::Reshape => ALL,
             OpKind::Dequantize => &[DType::I8, DType::I32],
             _ => FLOATS,
         }
@@ -328,6 +340,7 @@ impl Op {
             Op::Concat { .. } => OpKind::Concat,
             Op::Slice { .. } => OpKind::Slice,
             Op::Permute { .. } => OpKind::Permute,
+            Op::Reshape { .. } => OpKind::Reshape,
             Op::Quantize { .. } => OpKind::Quantize,
             Op::Dequantize { .. } => OpKind::Dequantize,
             Op::Attention { .. } => OpKind::Attention,

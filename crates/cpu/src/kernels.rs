@@ -141,7 +141,8 @@ pub struct FusedAttentionArgs<'a> {
     pub bias: Option<&'a [f32]>,
 }
 
-/// Shape of a 1-D "same" convolution: `x [b, l, cin]`, `w [width, cin, cout]`.
+/// Shape of a 1-D "same" convolution: `x [b, l, cin]`, `w [width, cin, cout]`, output
+/// `[b, ceil(l / stride), cout]`.
 #[derive(Clone, Copy, Debug)]
 pub struct Conv1dShape {
     /// Batch.
@@ -154,6 +155,15 @@ pub struct Conv1dShape {
     pub width: usize,
     /// Output channels.
     pub cout: usize,
+    /// Step between output positions.
+    pub stride: usize,
+}
+
+impl Conv1dShape {
+    /// Output positions per batch row.
+    pub fn lout(&self) -> usize {
+        self.l.div_ceil(self.stride)
+    }
 }
 
 /// One CPU tier's kernels. All slices are exactly the sizes the shapes imply; the launcher

@@ -141,9 +141,9 @@ pub fn launch(k: &dyn Kernels, op: &Op, inputs: &[In<'_>], out_desc: &TensorDesc
             let ids = cast::<i32>(inputs[1].bytes);
             k.embedding(inputs[0].bytes, t[0], t[1] * elem, &ids, out)
         }
-        Op::Conv1d { bias } => {
+        Op::Conv1d { bias, stride } => {
             let (xd, wd) = (inputs[0].desc.shape.dims(), inputs[1].desc.shape.dims());
-            let s = Conv1dShape { b: xd[0], l: xd[1], cin: xd[2], width: wd[0], cout: wd[2] };
+            let s = Conv1dShape { b: xd[0], l: xd[1], cin: xd[2], width: wd[0], cout: wd[2], stride: *stride };
             let (x, w) = (f32s(&inputs[0]), f32s(&inputs[1]));
             let b = bias.then(|| f32s(&inputs[2]));
             store_f32(od, out, |o| {
@@ -175,6 +175,10 @@ pub fn launch(k: &dyn Kernels, op: &Op, inputs: &[In<'_>], out_desc: &TensorDesc
         Op::Slice { axis, start, end } => {
             let d = inputs[0].desc.shape.dims();
             k.slice(inputs[0].bytes, prod(&d[..*axis]), d[*axis], prod(&d[axis + 1..]) * elem, *start, *end, out);
+            Ok(())
+        }
+        Op::Reshape { .. } => {
+            out.copy_from_slice(inputs[0].bytes);
             Ok(())
         }
         Op::Permute { perm } => {

@@ -262,16 +262,16 @@ pub fn strategy(kind: OpKind, dtype: DType) -> BoxedStrategy<Case> {
         OpKind::Conv1d => (
             (1..=3usize, 1..=70usize, 1..=40usize),
             (prop::sample::select(vec![1usize, 2, 3, 4, 5, 7]), 1..=40usize, any::<bool>()),
-            any::<u64>(),
+            (1..=3usize, any::<u64>()),
         )
-            .prop_map(move |((b, l, cin), (w, cout, bias), seed)| {
+            .prop_map(move |((b, l, cin), (w, cout, bias), (stride, seed))| {
                 let mut rng = Rng::new(seed);
                 let mut inputs =
                     vec![tensor(&[b, l, cin], dtype, 2.0, &mut rng), tensor(&[w, cin, cout], dtype, 1.0, &mut rng)];
                 if bias {
                     inputs.push(tensor(&[cout], dtype, 1.0, &mut rng));
                 }
-                Case { op: Op::Conv1d { bias }, inputs }
+                Case { op: Op::Conv1d { bias, stride }, inputs }
             })
             .boxed(),
         OpKind::Im2col => ((1..=2usize, 1..=5usize), (1..=5usize, 1..=5usize, 1..=4usize), any::<u64>())
@@ -323,6 +323,24 @@ pub fn strategy(kind: OpKind, dtype: DType) -> BoxedStrategy<Case> {
                     perm.swap(i, j);
                 }
                 Case { op: Op::Permute { perm }, inputs: vec![tensor(&s, dtype, 100.0, &mut rng)] }
+            })
+            .boxed(),
+        OpKind::Reshape => (shape(4), any::<u64>())
+            .prop_map(move |(s, seed)| {
+                let mut rng = Rng::new(seed);
+                // Regroup the dims: merge a random adjacent pair, or split one into its factors.
+                let mut to = s.clone();
+                let i = rng.int(0, s.len() as i64 - 1) as usize;
+                if i + 1 < to.len() && rng.int(0, 1) == 0 {
+                    let merged = to[i] * to[i + 1];
+                    to.splice(i..i + 2, [merged]);
+                } else if let Some(f) = (2..to[i]).find(|f| to[i] % f == 0) {
+                    let rest = to[i] / f;
+                    to.splice(i..=i, [f, rest]);
+                } else {
+                    to.push(1);
+                }
+                Case { op: Op::Reshape { shape: to }, inputs: vec![tensor(&s, dtype, 100.0, &mut rng)] }
             })
             .boxed(),
         OpKind::Quantize => (shape(3), prop::sample::select(vec![0.01f32, 0.05, 0.5]), any::<u64>())
