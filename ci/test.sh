@@ -29,4 +29,7 @@ for isa in avx2 portable; do
   OMNIFUSE_CPU_ISA=$isa cargo test --release -q -p omnifuse-cpu --test conformance
 done
 
+step "model vs its independent numpy reference (tools/reference, MODEL.md)"
+bash tools/check-model-reference.sh target/release/omnifuse
+
 step "done"

@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long, default_value = "cpu")]
     backend: String,
     /// Only this op (gemm, layernorm, softmax, gelu, relu, add, mul, scale, embedding, conv1d,
-    /// im2col, pool, concat, slice, permute, quantize, dequantize, attention).
+    /// im2col, pool, concat, slice, permute, reshape, quantize, dequantize, attention, fused_attention).
     #[arg(long)]
     op: Option<String>,
     /// Only this dtype (f32, f16, bf16, i8, i32).

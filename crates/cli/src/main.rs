@@ -4,9 +4,12 @@
 
 mod attention;
 mod check;
+mod index;
 mod info;
+mod init_model;
 mod kernels;
 mod peers;
+mod run;
 mod table;
 mod timing;
 
@@ -17,7 +20,7 @@ use clap::{Parser, Subcommand};
 /// omnifuse: a compute backend and benchmark suite for omni-modal inference.
 ///
 /// Devices are named `cpu` (fast SIMD tier, all cores), `cpu-ref` (reference tier),
-/// `opencl[:N]`, `cuda[:N]`, `hip[:N]`. `omnifuse info` shows which exist here.
+/// `opencl[:P[:D]]`, `cuda[:N]`, `hip[:N]`. `omnifuse info` shows which exist here.
 #[derive(Parser, Debug)]
 #[command(name = "omnifuse", version, about, long_about = None, propagate_version = true)]
 struct Cli {
@@ -34,6 +37,27 @@ enum Command {
     Kernels(kernels::Args),
     /// Run the conformance suite on a device against the CPU reference tier.
     Check(check::Args),
+    /// Run one request (text, images, audio, video in any mix) through the omni-modal model.
+    Run(run::Args),
+    /// Write a built-in model (config.toml + model.safetensors) to a directory.
+    InitModel(init_model::Args),
+    /// Build or list a retrieval index that `run --index` searches.
+    Index(index::Args),
+}
+
+/// An error of any layer, reported on stderr with exit code 2.
+enum Failure {
+    Core(omnifuse_core::Error),
+    Model(omnifuse_model::Error),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Core(e) => e.fmt(f),
+            Failure::Model(e) => e.fmt(f),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -42,9 +66,12 @@ fn main() -> ExitCode {
         kernels::pin_peer_threads(a);
     }
     let result = match cli.command {
-        Command::Info(a) => info::run(a),
-        Command::Kernels(a) => kernels::run(a),
-        Command::Check(a) => check::run(a),
+        Command::Info(a) => info::run(a).map_err(Failure::Core),
+        Command::Kernels(a) => kernels::run(a).map_err(Failure::Core),
+        Command::Check(a) => check::run(a).map_err(Failure::Core),
+        Command::Run(a) => run::run(a).map_err(Failure::Model),
+        Command::InitModel(a) => init_model::run(a).map_err(Failure::Model),
+        Command::Index(a) => index::run(a).map_err(Failure::Model),
     };
     match result {
         Ok(code) => code,

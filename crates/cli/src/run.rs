@@ -1,0 +1,187 @@
+//! `omnifuse run`: one request through the omni-modal model — text, image, audio and video
+//! inputs in any mix, every asked head answered from one forward pass, with the time spent
+//! per layer. Inputs come from flags and files, or from a JSON request file.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use omnifuse_model::index::{Index, attach_matches};
+use omnifuse_model::input::RawInput;
+use omnifuse_model::output::Response;
+use omnifuse_model::request::{Parameters, Request};
+use omnifuse_model::{Error, Model, Result};
+use omnifuse_registry::{OpenOptions, open_with};
+
+/// Arguments of `omnifuse run`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model directory (config.toml, model.safetensors, optional tokenizer.json); without it
+    /// the built-in preset runs.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Built-in preset used when no --model is given: omni-small or omni-base.
+    #[arg(long, default_value = "omni-small")]
+    preset: String,
+    /// Device to run on (see `omnifuse info`).
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// Numeric precision of the model: fp32.
+    #[arg(long, default_value = "fp32")]
+    precision: String,
+    /// Head to answer, by name (e.g. sentiment), kind (classification, retrieval, generation)
+    /// or task (captioning, visual_question_answering, …); repeatable; all heads by default.
+    #[arg(long = "task")]
+    tasks: Vec<String>,
+    /// A text input; repeatable. Text inputs come first, in order, then the files.
+    #[arg(long)]
+    text: Vec<String>,
+    /// Input files: PNG/JPEG images, WAV audio, Y4M video (detected by content), or .txt text.
+    files: Vec<PathBuf>,
+    /// A JSON request: {"inputs":[{"text":…},{"image":"<base64>"},…],"parameters":{…}}; its
+    /// inputs come before those of the flags.
+    #[arg(long)]
+    request: Option<PathBuf>,
+    /// Most tokens the generation head produces (default: the head's config).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Sampling temperature of the generation head; 0 (default) is greedy.
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Sample only among the k most likely tokens.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Seed of the sampler (same seed, same output).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// CPU threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Run the request this many times and report the median time per layer.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// A retrieval index (`omnifuse index add` fills it): each input's embedding is matched
+    /// against the indexed entries of other modalities (text → image, image → text, …).
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// Matches reported per input with --index.
+    #[arg(long, default_value_t = 5)]
+    matches: usize,
+    /// Print JSON instead of a report.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run the command.
+pub fn run(args: Args) -> Result<ExitCode> {
+    if args.precision != "fp32" {
+        return Err(Error::Request(format!(
+            "precision '{}' is not available: only fp32 is implemented",
+            args.precision
+        )));
+    }
+    if args.repeat == 0 {
+        return Err(Error::Request("--repeat must be at least 1".into()));
+    }
+    let model = open_model(args.model.as_deref(), &args.preset, &args.backend, args.threads)?;
+    let index = args.index.as_deref().map(Index::load).transpose()?;
+    let (inputs, _, params) = gather(args.request.as_deref(), &args.text, &args.files)?;
+    let params = Parameters {
+        tasks: params.tasks.into_iter().chain(args.tasks.iter().cloned()).collect(),
+        max_tokens: args.max_tokens.or(params.max_tokens),
+        temperature: args.temperature.or(params.temperature),
+        top_k: args.top_k.or(params.top_k),
+        seed: args.seed.or(params.seed),
+    };
+    let mut runs: Vec<Response> = Vec::with_capacity(args.repeat);
+    for _ in 0..args.repeat {
+        runs.push(model.run(&inputs, &params)?);
+    }
+    let mut response = runs.swap_remove(runs.len() / 2);
+    if args.repeat > 1 {
+        runs.push(response.clone());
+        response.timing_ms = median_timing(&runs);
+    }
+    if let Some(ix) = &index {
+        attach_matches(&mut response, ix, args.matches)?;
+    }
+    if args.json {
+        let text = serde_json::to_string_pretty(&response).map_err(|e| Error::Request(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", response.render());
+        if args.repeat > 1 {
+            println!("  (times are medians of {} runs)", args.repeat);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Open the model: a directory, or a built-in preset.
+pub fn open_model(dir: Option<&Path>, preset: &str, backend: &str, threads: usize) -> Result<Model> {
+    let backend = open_with(backend, OpenOptions { threads })?;
+    match dir {
+        Some(dir) => Model::load(dir, backend),
+        None => Model::preset(preset, backend),
+    }
+}
+
+/// The inputs of a request file, then the texts, then the files; with a key naming each
+/// (the text itself, the file path, or `request[i]`) and the request's parameters.
+pub fn gather(
+    request: Option<&Path>,
+    texts: &[String],
+    files: &[PathBuf],
+) -> Result<(Vec<RawInput>, Vec<String>, Parameters)> {
+    let (mut inputs, params) = match request {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            let r = Request::from_json(&text)?;
+            (r.inputs, r.parameters)
+        }
+        None => (Vec::new(), Parameters::default()),
+    };
+    let mut keys: Vec<String> = (0..inputs.len()).map(|i| format!("request[{i}]")).collect();
+    for t in texts {
+        inputs.push(RawInput::Text(t.clone()));
+        keys.push(t.clone());
+    }
+    for f in files {
+        let bytes = std::fs::read(f).map_err(|e| Error::io(format!("reading {}", f.display()), e))?;
+        let is_txt = f.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt"));
+        inputs.push(if is_txt {
+            RawInput::Text(
+                String::from_utf8(bytes)
+                    .map_err(|e| Error::Request(format!("{} is not UTF-8 text: {e}", f.display())))?,
+            )
+        } else {
+            RawInput::Bytes(bytes)
+        });
+        keys.push(f.display().to_string());
+    }
+    if inputs.is_empty() {
+        return Err(Error::Request("no inputs: give --text, files, or --request".into()));
+    }
+    Ok((inputs, keys, params))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Per-layer medians over several runs of one request.
+fn median_timing(runs: &[Response]) -> omnifuse_model::output::Timing {
+    let mut t = runs[0].timing_ms.clone();
+    let pick = |f: &dyn Fn(&Response) -> f64| median(runs.iter().map(f).collect());
+    t.preprocess = pick(&|r| r.timing_ms.preprocess);
+    t.fuse = pick(&|r| r.timing_ms.fuse);
+    t.total = pick(&|r| r.timing_ms.total);
+    for (k, v) in t.encode.iter_mut() {
+        *v = pick(&|r| r.timing_ms.encode.get(k).copied().unwrap_or(0.0));
+    }
+    for (k, v) in t.heads.iter_mut() {
+        *v = pick(&|r| r.timing_ms.heads.get(k).copied().unwrap_or(0.0));
+    }
+    t
+}

@@ -1,0 +1,287 @@
+//! Graph building for the model: a [`Builder`] wraps a core [`Graph`] whose inputs are either
+//! weights (bound to tensors uploaded once when the model loads) or per-request data, and
+//! offers the layers the model is made of — linear, layer norm, attention, the pre-LN block —
+//! each a handful of core ops, so every backend runs the model unchanged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use omnifuse_core::attention::{AttentionSpec, MaskMode};
+use omnifuse_core::exec::{Session, SessionOptions};
+use omnifuse_core::op::{Activation, Epilogue, GemmSpec};
+use omnifuse_core::{Backend, DType, Graph, HostTensor, Op, Tensor, ValueId};
+
+use crate::error::{Error, Result};
+
+/// What a graph input is bound to when the graph runs.
+enum Binding {
+    Weight(String),
+    Data(HostTensor),
+    Device(Tensor),
+}
+
+/// The attention geometry of one call: packed sequences and per-token modality ids.
+pub struct AttnLayout {
+    /// `cu_seqlens` of the queries (i32 `[B+1]`).
+    pub cu_q: ValueId,
+    /// `cu_seqlens` of the keys.
+    pub cu_k: ValueId,
+    /// Modality ids of the queries (i8 `[Tq]`).
+    pub mod_q: ValueId,
+    /// Modality ids of the keys (i8 `[Tk]`).
+    pub mod_k: ValueId,
+    /// Number of modality ids.
+    pub modalities: usize,
+    /// A per-(head, query modality, key modality) bias `[H, M, M]`.
+    pub bias: Option<ValueId>,
+}
+
+/// A graph under construction, with its input bindings.
+pub struct Builder<'w> {
+    /// The graph.
+    pub g: Graph,
+    bindings: Vec<Binding>,
+    weights: &'w HashMap<String, Tensor>,
+    bound: HashMap<String, ValueId>,
+    eps: f32,
+}
+
+impl<'w> Builder<'w> {
+    /// An empty graph over the model's device weights; `eps` is the layer-norm epsilon.
+    pub fn new(weights: &'w HashMap<String, Tensor>, eps: f32) -> Self {
+        Builder { g: Graph::new(), bindings: Vec::new(), weights, bound: HashMap::new(), eps }
+    }
+
+    /// The weight called `name` (one graph input however often it is used).
+    pub fn w(&mut self, name: &str) -> Result<ValueId> {
+        if let Some(v) = self.bound.get(name) {
+            return Ok(*v);
+        }
+        let t = self.weights.get(name).ok_or_else(|| Error::Weights(format!("tensor '{name}' is missing")))?;
+        let v = self.g.input(t.desc.clone());
+        self.bindings.push(Binding::Weight(name.to_string()));
+        self.bound.insert(name.to_string(), v);
+        Ok(v)
+    }
+
+    /// A per-request host tensor input.
+    pub fn data(&mut self, t: HostTensor) -> ValueId {
+        let v = self.g.input(t.desc.clone());
+        self.bindings.push(Binding::Data(t));
+        v
+    }
+
+    /// An input already on the device (an earlier stage's output).
+    pub fn device(&mut self, t: Tensor) -> ValueId {
+        let v = self.g.input(t.desc.clone());
+        self.bindings.push(Binding::Device(t));
+        v
+    }
+
+    /// An i32 vector input.
+    pub fn ids(&mut self, values: &[i32]) -> Result<ValueId> {
+        Ok(self.data(HostTensor::from_slice([values.len()], values)?))
+    }
+
+    /// An i8 vector input.
+    pub fn ids8(&mut self, values: &[i8]) -> Result<ValueId> {
+        Ok(self.data(HostTensor::from_slice([values.len()], values)?))
+    }
+
+    /// Apply an op.
+    pub fn op(&mut self, op: Op, inputs: &[ValueId]) -> Result<ValueId> {
+        Ok(self.g.op(op, inputs)?)
+    }
+
+    /// Shape of a value.
+    pub fn dims(&self, v: ValueId) -> Result<Vec<usize>> {
+        Ok(self.g.value(v)?.desc.shape.dims().to_vec())
+    }
+
+    /// `x` under a new shape.
+    pub fn reshape(&mut self, x: ValueId, shape: &[usize]) -> Result<ValueId> {
+        if self.dims(x)? == shape {
+            return Ok(x);
+        }
+        self.op(Op::Reshape { shape: shape.to_vec() }, &[x])
+    }
+
+    /// Rows `start..end` of axis `axis`.
+    pub fn slice(&mut self, x: ValueId, axis: usize, start: usize, end: usize) -> Result<ValueId> {
+        self.op(Op::Slice { axis, start, end }, &[x])
+    }
+
+    /// `act(x · p.weightᵀ + p.bias) (+ residual)`; `bias` says whether `p.bias` exists.
+    pub fn linear_ex(
+        &mut self,
+        x: ValueId,
+        p: &str,
+        bias: bool,
+        activation: Activation,
+        residual: Option<ValueId>,
+    ) -> Result<ValueId> {
+        let w = self.w(&format!("{p}.weight"))?;
+        let mut inputs = vec![x, w];
+        if bias {
+            inputs.push(self.w(&format!("{p}.bias"))?);
+        }
+        if let Some(r) = residual {
+            inputs.push(r);
+        }
+        let epilogue = Epilogue { scale: 1.0, bias, activation, residual: residual.is_some() };
+        self.op(Op::Gemm(GemmSpec { trans_a: false, trans_b: true, epilogue }), &inputs)
+    }
+
+    /// `x · p.weightᵀ + p.bias`.
+    pub fn linear(&mut self, x: ValueId, p: &str) -> Result<ValueId> {
+        self.linear_ex(x, p, true, Activation::None, None)
+    }
+
+    /// Layer norm with `p.weight`, `p.bias`.
+    pub fn layer_norm(&mut self, x: ValueId, p: &str) -> Result<ValueId> {
+        let (g, b) = (self.w(&format!("{p}.weight"))?, self.w(&format!("{p}.bias"))?);
+        self.op(Op::LayerNorm { eps: self.eps }, &[x, g, b])
+    }
+
+    /// Multi-head attention of `q [Tq, W]` over `k`, `v` `[Tk, W]` with `heads` heads and the
+    /// layout's packing, masks and bias; returns `[Tq, W]`.
+    pub fn attention(
+        &mut self,
+        q: ValueId,
+        k: ValueId,
+        v: ValueId,
+        heads: usize,
+        mask: MaskMode,
+        layout: &AttnLayout,
+    ) -> Result<ValueId> {
+        let (qd, kd) = (self.dims(q)?, self.dims(k)?);
+        let (tq, tk, w) = (qd[0], kd[0], qd[1]);
+        let dh = w / heads;
+        let q3 = self.reshape(q, &[tq, heads, dh])?;
+        let k3 = self.reshape(k, &[tk, heads, dh])?;
+        let v3 = self.reshape(v, &[tk, heads, dh])?;
+        let o = self.attention3(q3, k3, v3, mask, layout)?;
+        self.reshape(o, &[tq, w])
+    }
+
+    /// The fused attention op on head-split tensors `q [Tq, H, Dh]`, `k`, `v` `[Tk, H, Dh]`.
+    pub fn attention3(
+        &mut self,
+        q3: ValueId,
+        k3: ValueId,
+        v3: ValueId,
+        mask: MaskMode,
+        layout: &AttnLayout,
+    ) -> Result<ValueId> {
+        let heads = self.dims(q3)?[1];
+        let spec = AttentionSpec {
+            heads,
+            kv_heads: heads,
+            modalities: layout.modalities,
+            mask,
+            bias: layout.bias.is_some(),
+            scale: None,
+        };
+        let mut inputs = vec![q3, k3, v3, layout.cu_q, layout.cu_k, layout.mod_q, layout.mod_k];
+        inputs.extend(layout.bias);
+        self.op(Op::FusedAttention(spec), &inputs)
+    }
+
+    /// Self-attention sub-layer of a block: `x + out(Attn(qkv(h)))` where `h = LN(x)` was
+    /// computed by the caller.
+    pub fn self_attention(
+        &mut self,
+        x: ValueId,
+        h: ValueId,
+        p_qkv: &str,
+        p_out: &str,
+        heads: usize,
+        layout: &AttnLayout,
+    ) -> Result<ValueId> {
+        let w = self.dims(x)?[1];
+        let qkv = self.linear(h, p_qkv)?;
+        let q = self.slice(qkv, 1, 0, w)?;
+        let k = self.slice(qkv, 1, w, 2 * w)?;
+        let v = self.slice(qkv, 1, 2 * w, 3 * w)?;
+        let a = self.attention(q, k, v, heads, MaskMode::Full, layout)?;
+        self.linear_ex(a, p_out, true, Activation::None, Some(x))
+    }
+
+    /// The MLP sub-layer: `x + fc2(GELU(fc1(LN(x; p.ln))))`.
+    pub fn mlp(&mut self, x: ValueId, p: &str, ln: &str) -> Result<ValueId> {
+        let h = self.layer_norm(x, &format!("{p}.{ln}"))?;
+        let h = self.linear_ex(h, &format!("{p}.mlp.fc1"), true, Activation::Gelu, None)?;
+        self.linear_ex(h, &format!("{p}.mlp.fc2"), true, Activation::None, Some(x))
+    }
+
+    /// The pre-LN transformer block `p` over `x [T, W]`.
+    pub fn block(&mut self, x: ValueId, p: &str, heads: usize, layout: &AttnLayout) -> Result<ValueId> {
+        let h = self.layer_norm(x, &format!("{p}.ln1"))?;
+        let x = self.self_attention(x, h, &format!("{p}.attn.qkv"), &format!("{p}.attn.out"), heads, layout)?;
+        self.mlp(x, p, "ln2")
+    }
+
+    /// Packing inputs for `lengths` sequences of one modality each (ids `modality`), the same
+    /// for queries and keys.
+    pub fn layout(&mut self, lengths: &[usize], modality_ids: &[i8], modalities: usize) -> Result<AttnLayout> {
+        let cu = cu_seqlens(lengths)?;
+        let cu = self.ids(&cu)?;
+        let m = self.ids8(modality_ids)?;
+        Ok(AttnLayout { cu_q: cu, cu_k: cu, mod_q: m, mod_k: m, modalities, bias: None })
+    }
+
+    /// Mark outputs, prepare a session on `backend` and run it; returns the outputs on the
+    /// device, in the order given.
+    pub fn run(mut self, backend: &Arc<dyn Backend>, outputs: &[ValueId]) -> Result<Vec<Tensor>> {
+        for o in outputs {
+            self.g.output(*o)?;
+        }
+        let session = Session::new(backend.clone(), self.g, SessionOptions::default())?;
+        let mut owned = Vec::new();
+        for b in &self.bindings {
+            if let Binding::Data(h) = b {
+                owned.push(backend.to_device(h)?);
+            }
+        }
+        let mut uploaded = owned.iter();
+        let mut inputs: Vec<&Tensor> = Vec::with_capacity(self.bindings.len());
+        for b in &self.bindings {
+            inputs.push(match b {
+                Binding::Weight(name) => {
+                    self.weights.get(name).ok_or_else(|| Error::Weights(format!("tensor '{name}' is missing")))?
+                }
+                Binding::Device(t) => t,
+                Binding::Data(_) => {
+                    uploaded.next().ok_or_else(|| Error::Request("internal: input binding lost".into()))?
+                }
+            });
+        }
+        Ok(session.run(&inputs)?)
+    }
+}
+
+/// `cu_seqlens` (`[0, l0, l0 + l1, …]`) of packed sequences, as i32.
+pub fn cu_seqlens(lengths: &[usize]) -> Result<Vec<i32>> {
+    let mut cu = Vec::with_capacity(lengths.len() + 1);
+    let mut acc = 0usize;
+    cu.push(0);
+    for &l in lengths {
+        acc += l;
+        cu.push(i32::try_from(acc).map_err(|_| Error::Request(format!("{acc} tokens exceed the i32 range")))?);
+    }
+    Ok(cu)
+}
+
+/// Download a tensor as f32 values.
+pub fn to_f32(backend: &Arc<dyn Backend>, t: &Tensor) -> Result<Vec<f32>> {
+    let h = backend.to_host(t)?;
+    if h.desc.dtype != DType::F32 {
+        return Err(Error::Request(format!("internal: expected an f32 output, got {}", h.desc.dtype)));
+    }
+    Ok(h.to_f32())
+}
+
+/// A host f32 tensor.
+pub fn host_f32(shape: &[usize], values: &[f32]) -> Result<HostTensor> {
+    Ok(HostTensor::from_slice(shape, values)?)
+}

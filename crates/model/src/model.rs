@@ -1,0 +1,273 @@
+//! The model as a whole: loads a model directory (or a built-in preset), uploads its weights
+//! to the backend once, and answers requests — detect and preprocess every input, encode each
+//! with its modality's encoder (layer 1), fuse all tokens (layer 2), run the asked heads on
+//! the one fused sequence (layer 3) — timing each layer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use omnifuse_core::{Backend, Tensor};
+
+use crate::builder::{Builder, to_f32};
+use crate::config::{Config, HeadConfig, HeadKind};
+use crate::encoders;
+use crate::error::{Error, Result};
+use crate::fusion::{self, Encoded};
+use crate::generate::{self, DecoderShape, Sampling};
+use crate::heads;
+use crate::input::{Modality, Prepared, Preprocessor, RawInput};
+use crate::output::{HeadResult, InputSummary, Response, Timing};
+use crate::request::Parameters;
+use crate::weights::Weights;
+
+/// File names inside a model directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Weights file of a model directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Optional tokenizer of a model directory.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// A loaded model on one backend.
+pub struct Model {
+    config: Config,
+    backend: Arc<dyn Backend>,
+    weights: HashMap<String, Tensor>,
+    parameters: usize,
+    pre: Preprocessor,
+}
+
+impl Model {
+    /// A model from a config and its weights; `tokenizer` is an optional `tokenizer.json`.
+    pub fn new(
+        config: Config,
+        weights: &Weights,
+        backend: Arc<dyn Backend>,
+        tokenizer: Option<&Path>,
+    ) -> Result<Model> {
+        config.validate()?;
+        let mut device = HashMap::new();
+        for (name, t) in weights.iter() {
+            device.insert(name.clone(), backend.to_device(t)?);
+        }
+        let pre = Preprocessor::new(&config, tokenizer)?;
+        Ok(Model { parameters: weights.parameters(), config, backend, weights: device, pre })
+    }
+
+    /// A built-in preset (`omni-small`, `omni-base`) with its seeded weights.
+    pub fn preset(name: &str, backend: Arc<dyn Backend>) -> Result<Model> {
+        let config = Config::preset(name)?;
+        let weights = Weights::generate(&config)?;
+        Model::new(config, &weights, backend, None)
+    }
+
+    /// A model directory: `config.toml`, `model.safetensors`, optional `tokenizer.json`.
+    pub fn load(dir: &Path, backend: Arc<dyn Backend>) -> Result<Model> {
+        let cfg_path = dir.join(CONFIG_FILE);
+        let text =
+            std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(format!("reading {}", cfg_path.display()), e))?;
+        let config = Config::from_toml(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", cfg_path.display())),
+            other => other,
+        })?;
+        let weights = Weights::load(&dir.join(WEIGHTS_FILE), &config)?;
+        let tok = dir.join(TOKENIZER_FILE);
+        Model::new(config, &weights, backend, tok.exists().then_some(tok.as_path()))
+    }
+
+    /// Write `config` and `weights` as a model directory.
+    pub fn save(dir: &Path, config: &Config, weights: &Weights) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let cfg_path = dir.join(CONFIG_FILE);
+        std::fs::write(&cfg_path, config.to_toml()?)
+            .map_err(|e| Error::io(format!("writing {}", cfg_path.display()), e))?;
+        weights.save(&dir.join(WEIGHTS_FILE))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Number of parameters.
+    pub fn parameters(&self) -> usize {
+        self.parameters
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> String {
+        self.backend.name().to_string()
+    }
+
+    /// The heads a list of tasks asks for (all heads when empty). A task is a head's name, a
+    /// head kind (`classification`, `retrieval`, `generation`) or a common task name
+    /// (`sentiment`, `embedding`, `captioning`, `visual_question_answering`, …).
+    pub fn select_heads(&self, tasks: &[String]) -> Result<Vec<&HeadConfig>> {
+        if tasks.is_empty() {
+            return Ok(self.config.heads.iter().collect());
+        }
+        let mut picked: Vec<&HeadConfig> = Vec::new();
+        for task in tasks {
+            let kind = match task.as_str() {
+                "classification" | "classify" | "sentiment" | "sentiment_analysis" => Some("classification"),
+                "retrieval" | "embedding" | "embed" | "search" => Some("retrieval"),
+                "generation"
+                | "generate"
+                | "caption"
+                | "captioning"
+                | "visual_question_answering"
+                | "vqa"
+                | "question_answering"
+                | "qa" => Some("generation"),
+                _ => None,
+            };
+            let found: Vec<&HeadConfig> = match self.config.head(task) {
+                Some(h) => vec![h],
+                None => self.config.heads.iter().filter(|h| Some(h.kind.name()) == kind).collect(),
+            };
+            if found.is_empty() {
+                let names: Vec<&str> = self.config.heads.iter().map(|h| h.name.as_str()).collect();
+                return Err(Error::Request(format!(
+                    "unknown task '{task}': this model's heads are {} (or ask by kind: classification, retrieval, \
+                     generation)",
+                    names.join(", ")
+                )));
+            }
+            for h in found {
+                if !picked.iter().any(|p| p.name == h.name) {
+                    picked.push(h);
+                }
+            }
+        }
+        Ok(picked)
+    }
+
+    /// Answer one request.
+    pub fn run(&self, inputs: &[RawInput], params: &Parameters) -> Result<Response> {
+        let start = Instant::now();
+        let heads = self.select_heads(&params.tasks)?;
+        if inputs.is_empty() {
+            return Err(Error::Request("a request needs at least one input".into()));
+        }
+        if inputs.len() > self.config.limits.max_inputs {
+            return Err(Error::Request(format!(
+                "{} inputs, more than limits.max_inputs = {}",
+                inputs.len(),
+                self.config.limits.max_inputs
+            )));
+        }
+        let mut timing = Timing::default();
+        let t0 = Instant::now();
+        let prepared = inputs.iter().enumerate().map(|(i, x)| self.pre.prepare(i, x)).collect::<Result<Vec<_>>>()?;
+        timing.preprocess = ms(t0);
+
+        let mut encoded = Vec::with_capacity(prepared.len());
+        for p in &prepared {
+            let t0 = Instant::now();
+            encoded.push(self.encode(p)?);
+            *timing.encode.entry(p.modality().name().to_string()).or_default() += ms(t0);
+        }
+
+        let t0 = Instant::now();
+        let mut b = Builder::new(&self.weights, self.config.model.eps);
+        let z = fusion::fuse(&mut b, &self.config, &encoded)?;
+        let z = b.run(&self.backend, &[z])?.remove(0);
+        timing.fuse = ms(t0);
+
+        let mut spans = Vec::with_capacity(encoded.len());
+        let mut at = 0;
+        for e in &encoded {
+            spans.push((at, at + e.len()));
+            at += e.len();
+        }
+        let mut results = BTreeMap::new();
+        for h in heads {
+            let t0 = Instant::now();
+            let r = self.head(h, &z, &spans, params)?;
+            timing.heads.insert(h.name.clone(), ms(t0));
+            results.insert(h.name.clone(), r);
+        }
+        timing.total = ms(start);
+        Ok(Response {
+            model: self.config.model.name.clone(),
+            backend: self.backend_name(),
+            inputs: encoded.iter().map(|e| InputSummary { modality: e.modality, tokens: e.len() }).collect(),
+            heads: results,
+            timing_ms: timing,
+        })
+    }
+
+    /// Layer 1 for one prepared input: its tokens `[n, D]` on the device.
+    pub fn encode(&self, p: &Prepared) -> Result<Encoded> {
+        let cfg = &self.config;
+        let mut b = Builder::new(&self.weights, cfg.model.eps);
+        let v = match p {
+            Prepared::Text { ids } => encoders::text(&mut b, cfg, ids)?,
+            Prepared::Image { pixels } => encoders::image(&mut b, cfg, pixels)?,
+            Prepared::Audio { logmel, frames } => encoders::audio(&mut b, cfg, logmel, *frames)?,
+            Prepared::Video { pixels, frames } => encoders::video(&mut b, cfg, pixels, *frames)?,
+        };
+        let tokens = b.run(&self.backend, &[v])?.remove(0);
+        Ok(Encoded { modality: p.modality(), tokens })
+    }
+
+    fn head(&self, h: &HeadConfig, z: &Tensor, spans: &[(usize, usize)], params: &Parameters) -> Result<HeadResult> {
+        let mut b = Builder::new(&self.weights, self.config.model.eps);
+        let zv = b.device(z.clone());
+        match &h.kind {
+            HeadKind::Classification { labels, pool } => {
+                let probs = heads::classification(&mut b, zv, &h.name, *pool)?;
+                let out = b.run(&self.backend, &[probs])?;
+                let probabilities = to_f32(&self.backend, &out[0])?;
+                let best = probabilities
+                    .iter()
+                    .enumerate()
+                    .fold(0, |best, (i, &p)| if p > probabilities[best] { i } else { best });
+                let label = labels.get(best).cloned().unwrap_or_default();
+                Ok(HeadResult::Classification { label, labels: labels.clone(), probabilities })
+            }
+            HeadKind::Retrieval { .. } => {
+                let emb = heads::retrieval(&mut b, zv, &h.name, spans)?;
+                let out = b.run(&self.backend, &[emb])?;
+                let mut rows = heads::retrieval_rows(&self.backend, &out[0])?;
+                let fused = if rows.is_empty() { Vec::new() } else { rows.remove(0) };
+                Ok(HeadResult::Retrieval { fused, inputs: rows, matches: None })
+            }
+            HeadKind::Generation { layers, heads, max_tokens, max_positions, .. } => {
+                let shape = DecoderShape {
+                    width: self.config.model.width,
+                    layers: *layers,
+                    heads: *heads,
+                    max_positions: *max_positions,
+                    eps: self.config.model.eps,
+                };
+                let sampling = Sampling {
+                    max_tokens: params.max_tokens.unwrap_or(*max_tokens),
+                    temperature: params.temperature.unwrap_or(0.0),
+                    top_k: params.top_k.unwrap_or(0),
+                    seed: params.seed.unwrap_or(0),
+                };
+                let g = generate::generate(&self.backend, &self.weights, &h.name, shape, z, sampling)?;
+                let bytes: Vec<u8> = g.tokens.iter().filter_map(|&t| u8::try_from(t).ok()).collect();
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                Ok(HeadResult::Generation { tokens: g.tokens, text, logprobs: g.logprobs })
+            }
+        }
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Which modalities a response's inputs hold, for reports.
+pub fn modality_mix(inputs: &[InputSummary]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for m in Modality::ALL {
+        if inputs.iter().any(|i| i.modality == m) {
+            names.push(m.name());
+        }
+    }
+    names.join("+")
+}

@@ -1,0 +1,307 @@
+//! The model's weights: the list of every tensor a config implies (name, shape, how it is
+//! initialised), seeded generation for the built-in presets, and `model.safetensors` loading
+//! (memory-mapped, every tensor checked against the list) and saving.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use omnifuse_core::{DType, HostTensor, TensorDesc};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use safetensors::{Dtype as StDtype, SafeTensors, View};
+
+use crate::config::{Config, HeadKind, MELS, MODALITIES};
+use crate::error::{Error, Result};
+
+/// How a generated tensor is drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// `N(0, σ²)`.
+    Normal(f32),
+    /// `1 + N(0, σ²)` (layer-norm scales).
+    Scale(f32),
+}
+
+/// One tensor the config implies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightSpec {
+    /// Its name in `model.safetensors`.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// How generated weights draw it.
+    pub init: Init,
+}
+
+const STD: f32 = 0.02;
+
+struct SpecList(Vec<WeightSpec>);
+
+impl SpecList {
+    fn push(&mut self, name: String, shape: &[usize], init: Init) {
+        self.0.push(WeightSpec { name, shape: shape.to_vec(), init });
+    }
+    fn normal(&mut self, name: String, shape: &[usize]) {
+        self.push(name, shape, Init::Normal(STD));
+    }
+    fn linear(&mut self, p: &str, out: usize, inp: usize, bias: bool) {
+        self.normal(format!("{p}.weight"), &[out, inp]);
+        if bias {
+            self.normal(format!("{p}.bias"), &[out]);
+        }
+    }
+    fn layer_norm(&mut self, p: &str, w: usize) {
+        self.push(format!("{p}.weight"), &[w], Init::Scale(STD));
+        self.normal(format!("{p}.bias"), &[w]);
+    }
+    fn mlp(&mut self, p: &str, w: usize, ratio: usize) {
+        self.linear(&format!("{p}.mlp.fc1"), ratio * w, w, true);
+        self.linear(&format!("{p}.mlp.fc2"), w, ratio * w, true);
+    }
+    fn block(&mut self, p: &str, w: usize, ratio: usize) {
+        self.layer_norm(&format!("{p}.ln1"), w);
+        self.linear(&format!("{p}.attn.qkv"), 3 * w, w, true);
+        self.linear(&format!("{p}.attn.out"), w, w, true);
+        self.layer_norm(&format!("{p}.ln2"), w);
+        self.mlp(p, w, ratio);
+    }
+    fn decoder_block(&mut self, p: &str, d: usize, ratio: usize) {
+        self.layer_norm(&format!("{p}.ln1"), d);
+        self.linear(&format!("{p}.self.qkv"), 3 * d, d, true);
+        self.linear(&format!("{p}.self.out"), d, d, true);
+        self.layer_norm(&format!("{p}.ln2"), d);
+        self.linear(&format!("{p}.cross.q"), d, d, true);
+        self.linear(&format!("{p}.cross.kv"), 2 * d, d, true);
+        self.linear(&format!("{p}.cross.out"), d, d, true);
+        self.layer_norm(&format!("{p}.ln3"), d);
+        self.mlp(p, d, ratio);
+    }
+}
+
+/// Every tensor `config` implies, sorted by name.
+pub fn spec(config: &Config) -> Vec<WeightSpec> {
+    let d = config.model.width;
+    let mut s = SpecList(Vec::new());
+    let t = &config.text;
+    s.normal("text.embed".into(), &[t.vocab, t.embed]);
+    for (i, &w) in t.widths.iter().enumerate() {
+        s.normal(format!("text.conv.{i}.weight"), &[w, t.embed, t.channels]);
+        s.normal(format!("text.conv.{i}.bias"), &[t.channels]);
+    }
+    s.linear("text.proj", d, t.channels * t.widths.len(), true);
+    let im = &config.image;
+    s.linear("image.patch", im.width, im.patch * im.patch * 3, true);
+    s.normal("image.cls".into(), &[im.width]);
+    s.normal("image.pos".into(), &[config.image_tokens(), im.width]);
+    for l in 0..im.layers {
+        s.block(&format!("image.blocks.{l}"), im.width, im.mlp_ratio);
+    }
+    s.layer_norm("image.ln", im.width);
+    s.linear("image.proj", d, im.width, true);
+    let au = &config.audio;
+    s.normal("audio.conv1.weight".into(), &[3, MELS, au.width]);
+    s.normal("audio.conv1.bias".into(), &[au.width]);
+    s.normal("audio.conv2.weight".into(), &[3, au.width, au.width]);
+    s.normal("audio.conv2.bias".into(), &[au.width]);
+    s.normal("audio.pos".into(), &[au.max_positions, au.width]);
+    for l in 0..au.layers {
+        s.block(&format!("audio.blocks.{l}"), au.width, au.mlp_ratio);
+    }
+    s.layer_norm("audio.ln", au.width);
+    s.linear("audio.proj", d, au.width, true);
+    s.normal("video.time".into(), &[config.video.frames, im.width]);
+    s.linear("video.proj", d, im.width, true);
+    let f = &config.fusion;
+    s.normal("fusion.modality".into(), &[MODALITIES, d]);
+    s.normal("fusion.pos".into(), &[f.max_positions, d]);
+    if f.pair_bias {
+        s.push("fusion.pair_bias".into(), &[f.heads, MODALITIES, MODALITIES], Init::Normal(0.5));
+    }
+    for l in 0..f.layers {
+        s.block(&format!("fusion.blocks.{l}"), d, f.mlp_ratio);
+    }
+    s.layer_norm("fusion.ln", d);
+    for h in &config.heads {
+        let p = format!("heads.{}", h.name);
+        match &h.kind {
+            HeadKind::Classification { labels, .. } => s.linear(&p, labels.len(), d, true),
+            HeadKind::Retrieval { dim } => s.linear(&p, *dim, d, false),
+            HeadKind::Generation { layers, mlp_ratio, max_positions, .. } => {
+                s.normal(format!("{p}.embed"), &[crate::config::BYTE_VOCAB, d]);
+                s.normal(format!("{p}.pos"), &[*max_positions, d]);
+                for l in 0..*layers {
+                    s.decoder_block(&format!("{p}.blocks.{l}"), d, *mlp_ratio);
+                }
+                s.layer_norm(&format!("{p}.ln"), d);
+                s.linear(&format!("{p}.lm"), crate::config::BYTE_VOCAB, d, true);
+            }
+        }
+    }
+    let mut v = s.0;
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// A model's weights in host memory, by name.
+#[derive(Clone, Debug, Default)]
+pub struct Weights {
+    tensors: BTreeMap<String, HostTensor>,
+}
+
+impl Weights {
+    /// Deterministic weights for `config`: ChaCha8 seeded by `model.seed`, tensors drawn in
+    /// sorted name order.
+    pub fn generate(config: &Config) -> Result<Weights> {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.model.seed);
+        let mut tensors = BTreeMap::new();
+        for w in spec(config) {
+            let n: usize = w.shape.iter().product();
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    let z: f32 = StandardNormal.sample(&mut rng);
+                    match w.init {
+                        Init::Normal(s) => s * z,
+                        Init::Scale(s) => 1.0 + s * z,
+                    }
+                })
+                .collect();
+            tensors.insert(w.name, HostTensor::from_slice(w.shape.as_slice(), &values)?);
+        }
+        Ok(Weights { tensors })
+    }
+
+    /// Read `path` (memory-mapped) and check it holds exactly the tensors `config` implies.
+    pub fn load(path: &Path, config: &Config) -> Result<Weights> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        // SAFETY: the map is read-only and lives only within this function; every tensor is
+        // copied out before it is dropped. A file changed underneath by another process could
+        // change the bytes read, not memory safety of this process's other data.
+        let map =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
+        Weights::from_safetensors(&map, config).map_err(|e| match e {
+            Error::Weights(m) => Error::Weights(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Parse safetensors bytes and check them against `config`.
+    pub fn from_safetensors(bytes: &[u8], config: &Config) -> Result<Weights> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Weights(format!("not a safetensors file: {e}")))?;
+        let expected = spec(config);
+        let mut tensors = BTreeMap::new();
+        for w in &expected {
+            let view = st
+                .tensor(&w.name)
+                .map_err(|_| Error::Weights(format!("tensor '{}' {:?} is missing", w.name, w.shape)))?;
+            if view.dtype() != StDtype::F32 {
+                return Err(Error::Weights(format!("tensor '{}' is {:?}, expected F32", w.name, view.dtype())));
+            }
+            if view.shape() != w.shape.as_slice() {
+                return Err(Error::Weights(format!(
+                    "tensor '{}' has shape {:?}, expected {:?}",
+                    w.name,
+                    view.shape(),
+                    w.shape
+                )));
+            }
+            let desc = TensorDesc::new(w.shape.as_slice(), DType::F32);
+            tensors.insert(w.name.clone(), HostTensor::from_bytes(desc, view.data().to_vec())?);
+        }
+        if st.len() != expected.len() {
+            let mut extra: Vec<&str> = st.names().into_iter().filter(|n| !tensors.contains_key(*n)).collect();
+            extra.sort_unstable();
+            return Err(Error::Weights(format!(
+                "{} tensor(s) the config does not use: {}",
+                extra.len(),
+                extra.iter().take(8).copied().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(Weights { tensors })
+    }
+
+    /// Write all tensors to `path` as safetensors.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let views: Vec<(&str, F32View<'_>)> = self.tensors.iter().map(|(n, t)| (n.as_str(), F32View(t))).collect();
+        safetensors::serialize_to_file(views, None, path)
+            .map_err(|e| Error::Weights(format!("writing {}: {e}", path.display())))
+    }
+
+    /// The tensor called `name`.
+    pub fn get(&self, name: &str) -> Result<&HostTensor> {
+        self.tensors.get(name).ok_or_else(|| Error::Weights(format!("tensor '{name}' is missing")))
+    }
+
+    /// All tensors by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &HostTensor)> {
+        self.tensors.iter()
+    }
+
+    /// Number of parameters.
+    pub fn parameters(&self) -> usize {
+        self.tensors.values().map(|t| t.desc.numel()).sum()
+    }
+}
+
+struct F32View<'a>(&'a HostTensor);
+
+impl View for F32View<'_> {
+    fn dtype(&self) -> StDtype {
+        StDtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        self.0.desc.shape.dims()
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(self.0.bytes())
+    }
+    fn data_len(&self) -> usize {
+        self.0.bytes().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_weights_round_trip_and_are_deterministic() {
+        let c = Config::omni_small();
+        let a = Weights::generate(&c).unwrap();
+        let b = Weights::generate(&c).unwrap();
+        assert_eq!(a.get("fusion.pair_bias").unwrap(), b.get("fusion.pair_bias").unwrap());
+        assert_eq!(a.get("fusion.blocks.3.attn.qkv.weight").unwrap().desc.shape.dims(), &[768, 256]);
+        let dir = std::env::temp_dir().join(format!("omnifuse-weights-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("model.safetensors");
+        a.save(&p).unwrap();
+        let back = Weights::load(&p, &c).unwrap();
+        assert_eq!(back.parameters(), a.parameters());
+        assert_eq!(back.get("text.embed").unwrap(), a.get("text.embed").unwrap());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn wrong_shape_missing_and_extra_tensors_are_named() {
+        let c = Config::omni_small();
+        let w = Weights::generate(&c).unwrap();
+        let mut small = c.clone();
+        small.image.width = 96;
+        small.image.heads = 2;
+        let bytes = {
+            let views: Vec<(&str, F32View<'_>)> = w.tensors.iter().map(|(n, t)| (n.as_str(), F32View(t))).collect();
+            safetensors::serialize(views, None).unwrap()
+        };
+        let err = Weights::from_safetensors(&bytes, &small).unwrap_err().to_string();
+        assert!(err.contains("expected [96"), "{err}");
+        let mut fewer = c.clone();
+        fewer.fusion.layers = 2;
+        let err = Weights::from_safetensors(&bytes, &fewer).unwrap_err().to_string();
+        assert!(err.contains("does not use") && err.contains("fusion.blocks.2"), "{err}");
+        let mut more = c.clone();
+        more.fusion.layers = 5;
+        let err = Weights::from_safetensors(&bytes, &more).unwrap_err().to_string();
+        assert!(err.contains("fusion.blocks.4") && err.contains("missing"), "{err}");
+        assert!(Weights::from_safetensors(b"not safetensors", &c).is_err());
+    }
+}
