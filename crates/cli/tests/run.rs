@@ -218,21 +218,59 @@ fn refused(args: &[&str], needle: &str) {
 }
 
 #[test]
-fn bad_inputs_are_refused_with_exit_code_2() {
-    let d = scratch("bad");
+fn a_corrupt_png_is_refused() {
+    let d = scratch("bad-png");
     let mut corrupt = png(8, 8, true);
     let n = corrupt.len();
     corrupt[n - 30..n - 12].fill(0xAB);
     refused(&["run", &write(&d, "corrupt.png", &corrupt)], "input 0");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_truncated_wav_is_refused() {
+    let d = scratch("bad-wav");
     let full = wav(8000);
     refused(&["run", &write(&d, "trunc.wav", &full[..full.len() / 2])], "input 0");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn empty_text_is_refused() {
     refused(&["run", "--text", ""], "empty");
-    refused(&["run", "--text", "   "], "empty");
+    refused(&["run", "--text", "  \t "], "empty");
+}
+
+#[test]
+fn a_decompression_bomb_header_is_refused_before_decoding() {
+    let d = scratch("bad-bomb");
     refused(&["run", &write(&d, "bomb.png", &png(20_000, 20_000, false))], "20000");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_y4m_with_a_wrong_frame_size_is_refused() {
+    let d = scratch("bad-y4m");
     refused(&["run", &write(&d, "short.y4m", &y4m(16, 16, 3, 7))], "input 0");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn an_unknown_task_is_refused() {
     refused(&["run", "--task", "astrology", "--text", "hi"], "unknown task 'astrology'");
+}
+
+#[test]
+fn unknown_bytes_and_no_inputs_are_refused() {
+    let d = scratch("bad-bytes");
     refused(&["run", &write(&d, "noise.bin", b"\x01\x02\x03 not a known format")], "input 0");
     refused(&["run"], "no inputs");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn weights_of_the_wrong_shape_are_refused() {
+    let d = scratch("bad-weights");
     let dir = d.join("m");
     let dirs = dir.to_string_lossy().into_owned();
     assert!(omnifuse(&["init-model", "--out", &dirs]).status.success());

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use omnifuse_core::backend::check_launch;
 use omnifuse_core::op::{Op, OpKind};
-use omnifuse_core::{Backend, Buffer, DType, DeviceInfo, DeviceKind, Error, Result, Support, Tensor};
+use omnifuse_core::{Backend, Buffer, DType, DeviceInfo, DeviceKind, Error, Graph, Result, Support, Tensor};
 
 use crate::fast::Fast;
 use crate::kernels::Kernels;
@@ -202,5 +202,11 @@ impl Backend for CpuBackend {
 
     fn synchronize(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// The whole graph runs inside the pool: one hand-off to its threads per graph instead of
+    /// one per node (each node's own `install` then runs inline).
+    fn execute(&self, graph: &Graph, values: &[Tensor]) -> Result<()> {
+        self.pool.install(|| omnifuse_core::exec::launch_in_order(self, graph, values))
     }
 }

@@ -156,7 +156,7 @@ mod tests {
         let mut ix = Index::new("m", "retrieval", 2);
         ix.add("cat.png".into(), Modality::Image, vec![1.0, 0.0]).unwrap();
         ix.add("dog.png".into(), Modality::Image, vec![0.0, 1.0]).unwrap();
-        ix.add("a cat".into(), Modality::Text, vec![0.9, 0.1]).unwrap();
+        ix.add("a cat".into(), Modality::Text, vec![0.8, 0.6]).unwrap();
         assert!(ix.add("bad".into(), Modality::Text, vec![1.0]).is_err());
         let q = [0.8f32, 0.6];
         let hits = ix.search(&q, Some(Modality::Text), 5);

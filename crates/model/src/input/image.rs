@@ -359,6 +359,15 @@ mod tests {
     }
 
     #[test]
+    fn grey_alpha_is_expanded_and_alpha_dropped() {
+        let img = ::image::GrayAlphaImage::from_fn(2, 2, |x, _| ::image::LumaA([if x == 0 { 10 } else { 200 }, 0]));
+        let mut bytes = Cursor::new(Vec::new());
+        img.write_to(&mut bytes, ImageFormat::Png).unwrap();
+        let out = spec(2, ResizePolicy::Crop).prepare(&RawInput::Bytes(bytes.into_inner())).unwrap();
+        assert!(near(at(&out, 2, 0, 1), [10.0; 3]) && near(at(&out, 2, 1, 0), [200.0; 3]), "{out:?}");
+    }
+
+    #[test]
     fn jpeg_header_gives_dimensions() {
         assert_eq!(jpeg_dimensions(&jpeg(40, 24)).unwrap(), (40, 24));
         let out = spec(8, ResizePolicy::Crop).prepare(&RawInput::Bytes(jpeg(40, 24))).unwrap();
