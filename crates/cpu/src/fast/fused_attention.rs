@@ -5,8 +5,9 @@
 //! one parallel task each, writing only its own rows of the output. For each head, a chunk
 //! walks the sequence's keys in blocks of `KB`: for every query of the chunk the block's
 //! scores come from broadcast FMAs over 16-key slices (no horizontal sums), masked keys
-//! become −∞ and the pair bias is added, the running max moves, the accumulator and
-//! normaliser are rescaled by `e^(m_old − m_new)`, and `acc += Σ p·V`. Memory: K's size once,
+//! become −∞ and the pair bias is added, the running max moves, the normaliser is rescaled
+//! by `e^(m_old − m_new)`, and a 4-row register-blocked kernel does `acc = acc·corr + P·V`
+//! for the whole block (a block no query sees is skipped). Memory: K's size once,
 //! plus `QC·Dh + O(KB)` floats per task, whatever the sequence length — never the N × N
 //! scores. A query that saw no key writes zeros.
 
@@ -58,7 +59,9 @@ fn scores(q: &[f32], rows: usize, dh: usize, tile: &[f32], s: &mut [[f32; KB]; Q
                     }
                 }
             }
-            for u in 0..4.min(rows - r0) {
+            // All four rows, even past `rows` (their queries are zero): a store loop of
+            // constant length lets the accumulators live in registers, not on the stack.
+            for u in 0..4 {
                 s[r0 + u][half * 32..half * 32 + 16].copy_from_slice(&acc[2 * u]);
                 s[r0 + u][half * 32 + 16..half * 32 + 32].copy_from_slice(&acc[2 * u + 1]);
             }
@@ -118,6 +121,79 @@ impl KeysT {
     }
 }
 
+/// `acc[r] = acc[r]·corr[r] + Σ_t p[r][t]·V[t]` for the chunk's rows (padded to a multiple of
+/// 4 with zero probabilities): a GEMM micro-kernel of 4 rows × 32 columns of the head
+/// dimension (16 for a remainder), so each V vector loaded feeds 4 FMAs and the accumulators stay in registers
+/// across the key block instead of being loaded and stored per key.
+#[inline(always)]
+fn weighted_values(
+    p: &[[f32; KB]; QC],
+    corr: &[f32; QC],
+    rows: usize,
+    v: &[f32],
+    v_stride: usize,
+    kn: usize,
+    dh: usize,
+    acc: &mut [f32],
+) {
+    for r0 in (0..rows).step_by(4) {
+        let mut c0 = 0;
+        // 32 columns at a time: 8 independent FMA chains, enough to cover the FMA latency.
+        while c0 + 32 <= dh {
+            let mut reg = [[0.0f32; 16]; 8];
+            for u in 0..4 {
+                for half in 0..2 {
+                    let row = &acc[(r0 + u) * dh + c0 + 16 * half..][..16];
+                    for l in 0..16 {
+                        reg[2 * u + half][l] = row[l] * corr[r0 + u];
+                    }
+                }
+            }
+            for t in 0..kn {
+                let v0 = &v[t * v_stride + c0..][..16];
+                let v1 = &v[t * v_stride + c0 + 16..][..16];
+                for u in 0..4 {
+                    let pu = p[r0 + u][t];
+                    for l in 0..16 {
+                        reg[2 * u][l] = pu.mul_add(v0[l], reg[2 * u][l]);
+                        reg[2 * u + 1][l] = pu.mul_add(v1[l], reg[2 * u + 1][l]);
+                    }
+                }
+            }
+            for u in 0..4 {
+                for half in 0..2 {
+                    acc[(r0 + u) * dh + c0 + 16 * half..][..16].copy_from_slice(&reg[2 * u + half]);
+                }
+            }
+            c0 += 32;
+        }
+        // The rest, up to 16 columns at a time.
+        while c0 < dh {
+            let w = 16.min(dh - c0);
+            let mut reg = [[0.0f32; 16]; 4];
+            for u in 0..4 {
+                let row = &acc[(r0 + u) * dh + c0..][..w];
+                for l in 0..w {
+                    reg[u][l] = row[l] * corr[r0 + u];
+                }
+            }
+            for t in 0..kn {
+                let vt = &v[t * v_stride + c0..][..w];
+                for u in 0..4 {
+                    let pu = p[r0 + u][t];
+                    for l in 0..w {
+                        reg[u][l] = pu.mul_add(vt[l], reg[u][l]);
+                    }
+                }
+            }
+            for u in 0..4 {
+                acc[(r0 + u) * dh + c0..][..w].copy_from_slice(&reg[u][..w]);
+            }
+            c0 += w;
+        }
+    }
+}
+
 /// One task: query rows `r0..r0 + rows` of sequence `s`, all heads, into `out` (those rows).
 /// Always inlined, so [`run_chunk`] compiles it once per SIMD level.
 #[inline(always)]
@@ -126,13 +202,17 @@ fn chunk(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, o
     let (h_n, dh, m) = (spec.heads, a.head_dim, spec.modalities);
     let group = spec.heads / spec.kv_heads;
     let ((q0, lq), (k0, lk)) = (a.seq_q[s], a.seq_k[s]);
-    let mut acc = vec![0.0f32; rows * dh];
+    // Rows padded to a multiple of 4 for the P·V kernel; padded rows keep zero weights.
+    let padded = rows.div_ceil(4) * 4;
+    let mut acc = vec![0.0f32; padded * dh];
     let mut run_max = [f32::NEG_INFINITY; QC];
     let mut run_sum = [0.0f32; QC];
+    let mut corr = [1.0f32; QC];
     let mut tile_scores = [[0.0f32; KB]; QC];
     let mut qbuf = vec![0.0f32; QC * dh];
     let mut mk = [0usize; KB];
     let mut keep = [false; KB];
+    let v_stride = spec.kv_heads * dh;
     for h in 0..h_n {
         let kvh = h / group;
         acc.fill(0.0);
@@ -147,6 +227,7 @@ fn chunk(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, o
                 mk[t] = a.mod_k[k0 + kb + t] as usize;
             }
             scores(&qbuf, rows, dh, kt.tile(kvh, s, kb), &mut tile_scores);
+            let mut any = false;
             for (r, p) in tile_scores.iter_mut().enumerate().take(rows) {
                 let i = r0 + r;
                 let mq = a.mod_q[q0 + i] as usize;
@@ -162,29 +243,29 @@ fn chunk(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, o
                 }
                 let block_max = lanes(&p[..kn], f32::NEG_INFINITY, f32::max);
                 if block_max == f32::NEG_INFINITY {
+                    p[..kn].fill(0.0);
+                    corr[r] = 1.0;
                     continue;
                 }
+                any = true;
                 let new_max = run_max[r].max(block_max);
-                let correction = if run_max[r] == f32::NEG_INFINITY { 0.0 } else { exp(run_max[r] - new_max) };
+                corr[r] = if run_max[r] == f32::NEG_INFINITY { 0.0 } else { exp(run_max[r] - new_max) };
                 run_max[r] = new_max;
                 for x in p[..kn].iter_mut() {
                     // exp of −∞ − max saturates to ~1e-38 in the fast exp: masked keys are zeroed.
                     *x = if *x == f32::NEG_INFINITY { 0.0 } else { exp(*x - new_max) };
                 }
                 let block_sum = lanes(&p[..kn], 0.0, |a, b| a + b);
-                run_sum[r] = run_sum[r] * correction + block_sum;
-                let o = &mut acc[r * dh..(r + 1) * dh];
-                if correction != 1.0 {
-                    o.iter_mut().for_each(|x| *x *= correction);
-                }
-                for t in 0..kn {
-                    let w = p[t];
-                    if w != 0.0 {
-                        let v = &a.v[((k0 + kb + t) * spec.kv_heads + kvh) * dh..][..dh];
-                        o.iter_mut().zip(v).for_each(|(x, &y)| *x = w.mul_add(y, *x));
-                    }
-                }
+                run_sum[r] = run_sum[r] * corr[r] + block_sum;
             }
+            if !any {
+                continue;
+            }
+            for p in tile_scores.iter_mut().take(padded).skip(rows) {
+                p[..kn].fill(0.0);
+            }
+            let v = &a.v[((k0 + kb) * spec.kv_heads + kvh) * dh..];
+            weighted_values(&tile_scores, &corr, padded, v, v_stride, kn, dh, &mut acc);
         }
         for r in 0..rows {
             let dst = &mut out[(r * h_n + h) * dh..][..dh];
