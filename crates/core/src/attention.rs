@@ -95,6 +95,7 @@ pub fn visible(
 /// [`visible`] for a block of keys at once: `keep[t]` tells whether query `i` (modality `mq`)
 /// sees key `j0 + t` (modality `mk[t]`). The same definition, laid out per mode so each loop
 /// vectorises; a unit test holds the two forms equal.
+#[inline]
 #[allow(clippy::too_many_arguments)]
 pub fn visible_block(
     mask: MaskMode,
