@@ -21,7 +21,18 @@ step "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 
 step "tests (release)"
-cargo test --workspace --release
+# The OpenCL backend's tests run in their own step below, where a device is required.
+cargo test --workspace --release --exclude omnifuse-opencl
+
+step "OpenCL backend: conformance on PoCL (or skip where no OpenCL device exists)"
+ocl_start=$(date +%s)
+if clinfo -l 2>/dev/null | grep -q "Device"; then
+  OMNIFUSE_REQUIRE_DEVICE=opencl cargo test --release -q -p omnifuse-opencl
+else
+  echo "no OpenCL device (clinfo -l lists none): the OpenCL tests run and skip"
+  cargo test --release -q -p omnifuse-opencl
+fi
+echo "OpenCL step took $(( $(date +%s) - ocl_start ))s"
 
 step "conformance of the lower SIMD levels (this CPU's best level ran above)"
 for isa in avx2 portable; do
@@ -29,7 +40,9 @@ for isa in avx2 portable; do
   OMNIFUSE_CPU_ISA=$isa cargo test --release -q -p omnifuse-cpu --test conformance
 done
 
-step "model vs its independent numpy reference (tools/reference, MODEL.md)"
-bash tools/check-model-reference.sh target/release/omnifuse
+step "model vs its independent numpy reference (tools/reference, MODEL.md), on CPU and OpenCL"
+model_backends=""
+if clinfo -l 2>/dev/null | grep -q "Device"; then model_backends="opencl"; fi
+OMNIFUSE_MODEL_BACKENDS="$model_backends" bash tools/check-model-reference.sh target/release/omnifuse
 
 step "done"

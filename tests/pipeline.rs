@@ -68,7 +68,7 @@ fn pipeline_matches_across_devices_and_fusion() {
 
 #[test]
 fn an_absent_device_is_an_error_not_a_crash() {
-    for name in ["opencl:0", "cuda:0", "hip:0", "cpu:7", "nonsense"] {
+    for name in ["opencl:9:0", "cuda:0", "hip:0", "cpu:7", "nonsense"] {
         let e = omnifuse_registry::open(name).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains(name), "{name}: {e}");
     }

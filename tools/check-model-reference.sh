@@ -7,6 +7,7 @@
 # Builds nothing: takes the binary from $1, else $OMNIFUSE_BIN, else target/release/omnifuse.
 # Python deps (numpy, safetensors) live in a cached venv, created and filled only when missing:
 #   ${OMNIFUSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/omnifuse}/venv
+# OMNIFUSE_MODEL_BACKENDS="opencl ..." repeats the omni-small check on those devices.
 # Usage: tools/check-model-reference.sh [path/to/omnifuse]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,4 +43,13 @@ status=0
 "$py" tools/reference/check_model.py --bin "$bin" --model "$tmp/model" --work "$tmp/inputs" || status=1
 echo
 "$py" tools/reference/check_model.py --bin "$bin" --model "$tmp/variant" --work "$tmp/inputs-variant" || status=1
+# The same model on every other device this machine has: the model code is backend-agnostic,
+# so each backend must meet the same reference (OpenCL runs on PoCL in CI).
+if [ -n "${OMNIFUSE_MODEL_BACKENDS:-}" ]; then
+  for b in $OMNIFUSE_MODEL_BACKENDS; do
+    echo
+    "$py" tools/reference/check_model.py --bin "$bin" --model "$tmp/model" --work "$tmp/inputs-$b" --backend "$b" \
+      || status=1
+  done
+fi
 exit "$status"

@@ -52,8 +52,8 @@ def combinations(inp: dict) -> list[tuple[str, list[str], list[str]]]:
     ]
 
 
-def run_rust(binary: str, model: str, texts: list[str], files: list[str]) -> dict:
-    cmd = [binary, "run", "--model", model, "--json"]
+def run_rust(binary: str, model: str, texts: list[str], files: list[str], backend: str = "cpu") -> dict:
+    cmd = [binary, "run", "--model", model, "--backend", backend, "--json"]
     for t in texts:
         cmd += ["--text", t]
     proc = subprocess.run(cmd + files, capture_output=True, text=True, encoding="utf-8")
@@ -130,10 +130,12 @@ def compare_generation(got: dict, want: dict) -> tuple[float, list[str], list[st
     return err, problems, notes
 
 
-def check_combination(model: ref.Model, model_dir: str, binary: str, name: str, texts, files, tol) -> list[tuple]:
+def check_combination(
+    model: ref.Model, model_dir: str, binary: str, name: str, texts, files, tol, backend: str = "cpu"
+) -> list[tuple]:
     """Rows (combination, head, error, ok, notes) for one request."""
     try:
-        got = run_rust(binary, model_dir, texts, files)
+        got = run_rust(binary, model_dir, texts, files, backend)
     except (RuntimeError, json.JSONDecodeError) as e:
         return [(name, "-", float("inf"), False, f"rust: {e}")]
     inputs = [ref.read_input(model.cfg, text=t) for t in texts] + [ref.read_input(model.cfg, path=f) for f in files]
@@ -173,6 +175,7 @@ def main() -> int:
     ap.add_argument("--bin", default=os.environ.get("OMNIFUSE_BIN", "target/release/omnifuse"))
     ap.add_argument("--work", help="where the test inputs go (default: a temporary directory)")
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--backend", default="cpu", help="device `omnifuse run` uses (cpu, opencl, ...)")
     args = ap.parse_args()
     start = time.time()
     model = ref.load_model(args.model)
@@ -180,8 +183,8 @@ def main() -> int:
         inp = make_inputs(Path(args.work or tmp), model.cfg["image"]["size"])
         rows = []
         for name, texts, files in combinations(inp):
-            rows += check_combination(model, args.model, args.bin, name, texts, files, args.tol)
-    print(f"model {model.cfg['model']['name']} ({args.model}) — rust: {args.bin}")
+            rows += check_combination(model, args.model, args.bin, name, texts, files, args.tol, args.backend)
+    print(f"model {model.cfg['model']['name']} ({args.model}) on {args.backend} — rust: {args.bin}")
     print_table(rows)
     failed = sum(not r[3] for r in rows)
     print(f"\n{len(rows) - failed}/{len(rows)} ok, tolerance {args.tol:g}, {time.time() - start:.1f} s")

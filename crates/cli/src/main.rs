@@ -12,6 +12,7 @@ mod peers;
 mod run;
 mod table;
 mod timing;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,8 @@ enum Command {
     InitModel(init_model::Args),
     /// Build or list a retrieval index that `run --index` searches.
     Index(index::Args),
+    /// Time candidate GEMM tile sizes on an OpenCL device and keep the fastest for it.
+    Tune(tune::Args),
 }
 
 /// An error of any layer, reported on stderr with exit code 2.
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run::run(a).map_err(Failure::Model),
         Command::InitModel(a) => init_model::run(a).map_err(Failure::Model),
         Command::Index(a) => index::run(a).map_err(Failure::Model),
+        Command::Tune(a) => tune::run(a).map_err(Failure::Core),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,4 @@
-//! Opens devices by name — `cpu`, `cpu-ref`, `opencl:0`, `cuda:0`, `hip:0` — and lists what
+//! Opens devices by name — `cpu`, `cpu-ref`, `opencl[:P[:D]]`, `cuda:0`, `hip:0` — and lists what
 //! this build can run. This is the only crate that knows every backend crate; the model,
 //! server, harness, CLI and C ABI go through it and never name a backend directly.
 
@@ -31,8 +31,12 @@ pub fn backends() -> Vec<BackendEntry> {
         BackendEntry { family: "cpu", compiled: true, note: "reference tier (cpu-ref) and fast SIMD tier (cpu)" },
         BackendEntry {
             family: "opencl",
-            compiled: false,
-            note: "not in this build yet: the OpenCL backend crate is not part of the workspace",
+            compiled: cfg!(feature = "opencl"),
+            note: if cfg!(feature = "opencl") {
+                "OpenCL devices through libOpenCL loaded at run time (opencl, opencl:P, opencl:P:D; PoCL in CI)"
+            } else {
+                "not in this build: omnifuse-registry was built without its `opencl` feature"
+            },
         },
         BackendEntry {
             family: "cuda",
@@ -65,10 +69,12 @@ pub fn open_with(name: &str, opts: OpenOptions) -> Result<Arc<dyn Backend>> {
             device: name.into(),
             reason: format!("there is one CPU device, cpu:0, not cpu:{i}"),
         }),
+        #[cfg(feature = "opencl")]
+        ("opencl", _) => Ok(Arc::new(omnifuse_opencl::OpenClBackend::open(name)?)),
         _ => match backends().iter().find(|b| b.family == family) {
             Some(b) => Err(Error::DeviceUnavailable { device: name.into(), reason: b.note.into() }),
             None => Err(Error::invalid(format!(
-                "unknown device '{name}': expected cpu, cpu-ref, opencl[:N], cuda[:N] or hip[:N]"
+                "unknown device '{name}': expected cpu, cpu-ref, opencl[:P[:D]], cuda[:N] or hip[:N]"
             ))),
         },
     }
@@ -87,6 +93,11 @@ pub struct DeviceStatus {
 pub fn probe(opts: OpenOptions) -> Vec<DeviceStatus> {
     let mut out = Vec::new();
     for b in backends() {
+        #[cfg(feature = "opencl")]
+        if b.family == "opencl" {
+            out.extend(probe_opencl(opts));
+            continue;
+        }
         let name = if b.family == "cpu" { "cpu".to_string() } else { format!("{}:0", b.family) };
         let info = open_with(&name, opts).map(|dev| dev.info()).map_err(|e| match e {
             Error::DeviceUnavailable { reason, .. } => reason,
@@ -95,6 +106,69 @@ pub fn probe(opts: OpenOptions) -> Vec<DeviceStatus> {
         out.push(DeviceStatus { name, info });
     }
     out
+}
+
+/// What a tuning run found, as text for reports (the CLI never sees backend types).
+#[derive(Clone, Debug)]
+pub struct TuneReport {
+    /// The device tuned.
+    pub device: String,
+    /// The file the winner was stored in.
+    pub file: String,
+    /// One row per candidate: its configuration and its GFLOP/s or why it was rejected.
+    pub trials: Vec<(String, Result<f64, String>)>,
+    /// The winner's configuration and GFLOP/s.
+    pub winner: Option<(String, f64)>,
+}
+
+/// Tune the GEMM tiles of device `name` on an f32 `m × k · k × n` product and store the
+/// winner for that device. Only OpenCL devices have tunable kernels today.
+#[cfg_attr(not(feature = "opencl"), allow(unused_variables))]
+pub fn tune_gemm(name: &str, m: usize, n: usize, k: usize, reps: usize) -> Result<TuneReport> {
+    let family = name.split(':').next().unwrap_or_default();
+    match family {
+        #[cfg(feature = "opencl")]
+        "opencl" => {
+            let b = omnifuse_opencl::OpenClBackend::open(name)?;
+            let (trials, win) = omnifuse_opencl::tune::tune_and_store(&b, m, n, k, reps)?;
+            let show =
+                |t: &omnifuse_opencl::GemmTiles| format!("TM={} TN={} TK={} WM={} WN={}", t.tm, t.tn, t.tk, t.wm, t.wn);
+            Ok(TuneReport {
+                device: b.name().to_string(),
+                file: omnifuse_opencl::tune::tuning_file().display().to_string(),
+                trials: trials.iter().map(|t| (show(&t.tiles), t.result.clone())).collect(),
+                winner: win.map(|(t, g)| (show(&t), g)),
+            })
+        }
+        _ => Err(Error::invalid(format!(
+            "tune: device '{name}' has no tunable kernels; only OpenCL devices (opencl[:P[:D]]) are tuned{}",
+            if cfg!(feature = "opencl") { "" } else { ", and this build has no OpenCL backend" }
+        ))),
+    }
+}
+
+/// Every OpenCL device (`opencl:P:D`), or one entry saying why there is none.
+#[cfg(feature = "opencl")]
+fn probe_opencl(opts: OpenOptions) -> Vec<DeviceStatus> {
+    match omnifuse_opencl::list_devices() {
+        Ok(list) => list
+            .into_iter()
+            .map(|d| {
+                let info = open_with(&d.name, opts).map(|dev| dev.info()).map_err(|e| match e {
+                    Error::DeviceUnavailable { reason, .. } => reason,
+                    other => other.to_string(),
+                });
+                DeviceStatus { name: d.name, info }
+            })
+            .collect(),
+        Err(e) => {
+            let reason = match e {
+                Error::DeviceUnavailable { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            vec![DeviceStatus { name: "opencl".into(), info: Err(reason) }]
+        }
+    }
 }
 
 #[cfg(test)]
@@ -109,6 +183,10 @@ mod tests {
         assert!(e.contains("cpu:3"), "{e}");
         let e = open("cuda:0").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("cuda:0") && e.contains("not in this build"), "{e}");
+        // An OpenCL name is answered by the backend: a device, or why there is none — never a panic.
+        if let Err(e) = open("opencl:99:0") {
+            assert!(e.to_string().contains("opencl:99:0"), "{e}");
+        }
         let e = open("tpu").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("unknown device 'tpu'"), "{e}");
     }

@@ -1,0 +1,160 @@
+// gemm.cl — batched GEMM with a fused epilogue: y = act(scale · (A·B) + bias) + residual,
+// for f32/f16/bf16 storage (f32 accumulate) and i8 × i8 → i32 (integer multiply-add that
+// wraps, no epilogue).
+//
+// Algorithm: each work-group computes a TM × TN tile of one batch's output. The K loop
+// stages a TM × TK slab of A and a TK × TN slab of B in local memory (widened to the
+// accumulator type, zero-filled past the matrix edges), then every work-item multiplies a
+// WM × WN register block out of them: rows ty + r·(TM/WM), columns tx + c·(TN/WN) (strided,
+// so neighbouring items read neighbouring local words). Slab loads are ordered so that
+// consecutive work-items read consecutive addresses of the stored layout, for each of the
+// four transpose combinations (TRANS_A: A stored [K, M]; TRANS_B: B stored [N, K]).
+// B is shared by every batch when b_stride is 0 (weights), else batch b reads B + b·K·N.
+// Float products accumulate with fma (one rounding per step); i8 products are widened to
+// uint and summed with plain integer multiply-add (wrapping, as the op defines).
+// The epilogue runs on the accumulators and rounds once on store.
+// Launch shape: 3-D, local = (TN/WN, TM/WM, 1), global = (ceil(N/TN)·TN/WN,
+// ceil(M/TM)·TM/WM, batch).
+// Build options: TM, TN, TK, WM, WN (tile sizes; TM % WM == 0, TN % WN == 0; defaults
+// 64, 64, 16, 4, 4), TRANS_A, TRANS_B (0/1), and the storage type.
+// Limits: local memory TK·(TM + TN) accumulator words (8 KiB at the defaults); the work-group
+// size (TM/WM)·(TN/WN) must not exceed the device's maximum (256 at the defaults).
+
+#ifndef TM
+#define TM 64
+#endif
+#ifndef TN
+#define TN 64
+#endif
+#ifndef TK
+#define TK 16
+#endif
+#ifndef WM
+#define WM 4
+#endif
+#ifndef WN
+#define WN 4
+#endif
+#ifndef TRANS_A
+#define TRANS_A 0
+#endif
+#ifndef TRANS_B
+#define TRANS_B 0
+#endif
+
+#define RX (TN / WN)
+#define RY (TM / WM)
+#define NT (RX * RY)
+
+#if defined(T_I8)
+typedef uint ACC;
+typedef int OUT_T;
+#define WIDEN(x) ((uint)(x))
+#define MADD(a, b, c) ((c) + (a) * (b))
+#else
+typedef float ACC;
+typedef T OUT_T;
+#define WIDEN(x) (x)
+#define MADD(a, b, c) fma((a), (b), (c))
+#endif
+
+#if TRANS_A
+#define A_AT(i, p) LD(a, (p) * m + (i))
+#else
+#define A_AT(i, p) LD(a, (i) * k + (p))
+#endif
+#if TRANS_B
+#define B_AT(p, j) LD(bm, (j) * k + (p))
+#else
+#define B_AT(p, j) LD(bm, (p) * n + (j))
+#endif
+
+__kernel __attribute__((reqd_work_group_size(RX, RY, 1))) void K(gemm_tiled)(
+    __global const T* a_all, __global const T* b_all, __global const OUT_T* bias, __global const OUT_T* res,
+    __global OUT_T* y, ulong m, ulong n, ulong k, ulong b_stride, float scale, int has_bias, int act, int has_res) {
+    __local ACC As[TK][TM];
+    __local ACC Bs[TK][TN];
+    size_t batch = get_group_id(2);
+    __global const T* a = a_all + batch * m * k;
+    __global const T* bm = b_all + batch * b_stride;
+    size_t m0 = get_group_id(1) * TM;
+    size_t n0 = get_group_id(0) * TN;
+    int tx = (int)get_local_id(0);
+    int ty = (int)get_local_id(1);
+    int tid = ty * RX + tx;
+    ACC acc[WM][WN];
+    for (int r = 0; r < WM; r++) {
+        for (int c = 0; c < WN; c++) {
+            acc[r][c] = 0;
+        }
+    }
+    for (size_t k0 = 0; k0 < k; k0 += TK) {
+        for (int l = tid; l < TM * TK; l += NT) {
+#if TRANS_A
+            int mm = l % TM;
+            int kk = l / TM;
+#else
+            int kk = l % TK;
+            int mm = l / TK;
+#endif
+            size_t gi = m0 + mm;
+            size_t gp = k0 + kk;
+            As[kk][mm] = (gi < m && gp < k) ? WIDEN(A_AT(gi, gp)) : (ACC)0;
+        }
+        for (int l = tid; l < TN * TK; l += NT) {
+#if TRANS_B
+            int kk = l % TK;
+            int nn = l / TK;
+#else
+            int nn = l % TN;
+            int kk = l / TN;
+#endif
+            size_t gj = n0 + nn;
+            size_t gp = k0 + kk;
+            Bs[kk][nn] = (gj < n && gp < k) ? WIDEN(B_AT(gp, gj)) : (ACC)0;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int kk = 0; kk < TK; kk++) {
+            ACC ar[WM];
+            ACC br[WN];
+            for (int r = 0; r < WM; r++) {
+                ar[r] = As[kk][ty + r * RY];
+            }
+            for (int c = 0; c < WN; c++) {
+                br[c] = Bs[kk][tx + c * RX];
+            }
+            for (int r = 0; r < WM; r++) {
+                for (int c = 0; c < WN; c++) {
+                    acc[r][c] = MADD(ar[r], br[c], acc[r][c]);
+                }
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    for (int r = 0; r < WM; r++) {
+        size_t i = m0 + ty + r * RY;
+        if (i >= m) {
+            continue;
+        }
+        for (int c = 0; c < WN; c++) {
+            size_t j = n0 + tx + c * RX;
+            if (j >= n) {
+                continue;
+            }
+            size_t o = (batch * m + i) * n + j;
+#if defined(T_I8)
+            y[o] = as_int(acc[r][c]);
+#else
+            float v = acc[r][c] * scale;
+            if (has_bias) {
+                v += LD(bias, j);
+            }
+            v = activate(v, act);
+            if (has_res) {
+                v += LD(res, o);
+            }
+            ST(y, o, v);
+#endif
+        }
+    }
+}
