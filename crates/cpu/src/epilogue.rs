@@ -65,7 +65,7 @@ pub fn gelu(x: f32) -> f32 {
 }
 
 /// Apply `act` in place.
-#[inline]
+#[inline(always)]
 pub fn activate(act: Activation, v: &mut [f32]) {
     match act {
         Activation::None => {}
@@ -77,7 +77,7 @@ pub fn activate(act: Activation, v: &mut [f32]) {
 /// Apply the epilogue to a segment of one output row: `row` holds the raw accumulators of
 /// columns `col0..col0 + row.len()`; `bias` is the full bias vector (length N) and
 /// `residual` the matching segment of the residual row.
-#[inline]
+#[inline(always)]
 pub fn apply(ep: &Epilogue, bias: Option<&[f32]>, residual: Option<&[f32]>, col0: usize, row: &mut [f32]) {
     if ep.scale != 1.0 {
         row.iter_mut().for_each(|x| *x *= ep.scale);
