@@ -11,7 +11,7 @@ use omnifuse_model::output::HeadResult;
 use omnifuse_model::request::Parameters;
 use omnifuse_model::{Error, Result};
 
-use crate::run::{gather, open_model};
+use crate::run::{ModelArgs, gather};
 
 /// Arguments of `omnifuse index`.
 #[derive(clap::Args, Debug)]
@@ -39,15 +39,8 @@ struct AddArgs {
     /// The index file.
     #[arg(long)]
     index: PathBuf,
-    /// Model directory; without it the built-in preset.
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Built-in preset used when no --model is given.
-    #[arg(long, default_value = "omni-small")]
-    preset: String,
-    /// Device to run on.
-    #[arg(long, default_value = "cpu")]
-    backend: String,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Retrieval head to use (default: the model's first).
     #[arg(long)]
     head: Option<String>,
@@ -87,7 +80,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 fn add(a: AddArgs) -> Result<ExitCode> {
-    let model = open_model(a.model.as_deref(), &a.preset, &a.backend, 0)?;
+    let model = a.model.open()?;
     let head = match &a.head {
         Some(h) => model.config().head(h).filter(|h| matches!(h.kind, HeadKind::Retrieval { .. })),
         None => model.config().heads.iter().find(|h| matches!(h.kind, HeadKind::Retrieval { .. })),

@@ -12,19 +12,40 @@ use omnifuse_model::request::{Parameters, Request};
 use omnifuse_model::{Error, Model, Result};
 use omnifuse_registry::{OpenOptions, open_with};
 
-/// Arguments of `omnifuse run`.
+/// Which model, on which device: the options every model command shares.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct ModelArgs {
     /// Model directory (config.toml, model.safetensors, optional tokenizer.json); without it
     /// the built-in preset runs.
     #[arg(long)]
-    model: Option<PathBuf>,
+    pub model: Option<PathBuf>,
     /// Built-in preset used when no --model is given: omni-small or omni-base.
     #[arg(long, default_value = "omni-small")]
-    preset: String,
+    pub preset: String,
     /// Device to run on (see `omnifuse info`).
     #[arg(long, default_value = "cpu")]
-    backend: String,
+    pub backend: String,
+    /// CPU threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+impl ModelArgs {
+    /// Open the model these options name.
+    pub fn open(&self) -> Result<Model> {
+        let backend = open_with(&self.backend, OpenOptions { threads: self.threads })?;
+        match &self.model {
+            Some(dir) => Model::load(dir, backend),
+            None => Model::preset(&self.preset, backend),
+        }
+    }
+}
+
+/// Arguments of `omnifuse run`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
     /// Numeric precision of the model: fp32.
     #[arg(long, default_value = "fp32")]
     precision: String,
@@ -53,9 +74,6 @@ pub struct Args {
     /// Seed of the sampler (same seed, same output).
     #[arg(long)]
     seed: Option<u64>,
-    /// CPU threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
     /// Run the request this many times and report the median time per layer.
     #[arg(long, default_value_t = 1)]
     repeat: usize,
@@ -82,7 +100,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if args.repeat == 0 {
         return Err(Error::Request("--repeat must be at least 1".into()));
     }
-    let model = open_model(args.model.as_deref(), &args.preset, &args.backend, args.threads)?;
+    let model = args.model.open()?;
     let index = args.index.as_deref().map(Index::load).transpose()?;
     let (inputs, _, params) = gather(args.request.as_deref(), &args.text, &args.files)?;
     let params = Parameters {
@@ -114,15 +132,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Open the model: a directory, or a built-in preset.
-pub fn open_model(dir: Option<&Path>, preset: &str, backend: &str, threads: usize) -> Result<Model> {
-    let backend = open_with(backend, OpenOptions { threads })?;
-    match dir {
-        Some(dir) => Model::load(dir, backend),
-        None => Model::preset(preset, backend),
-    }
 }
 
 /// The inputs of a request file, then the texts, then the files; with a key naming each

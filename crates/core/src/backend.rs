@@ -139,6 +139,28 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// [`check_launch`], then refuse an op × dtype the backend's `supports` declines, with its
+/// reason: the whole guard a backend's `launch` runs first.
+pub fn check_supported_launch<B: Backend + ?Sized>(
+    backend: &B,
+    op: &Op,
+    inputs: &[&Tensor],
+    output: &Tensor,
+) -> Result<()> {
+    check_launch(backend.name(), op, inputs, output)?;
+    if let Some(first) = inputs.first()
+        && let Support::No(reason) = backend.supports(op.kind(), first.desc.dtype)
+    {
+        return Err(Error::Unsupported {
+            backend: backend.name().to_string(),
+            op: op.name().into(),
+            dtype: first.desc.dtype,
+            reason,
+        });
+    }
+    Ok(())
+}
+
 /// Check, before a launch, that `op` fits `inputs` and `output` and that `output` aliases no
 /// input: the shared guard every backend's `launch` calls first.
 pub fn check_launch(backend: &str, op: &Op, inputs: &[&Tensor], output: &Tensor) -> Result<()> {

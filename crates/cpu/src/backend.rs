@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use omnifuse_core::backend::check_launch;
+use omnifuse_core::backend::check_supported_launch;
 use omnifuse_core::op::{Op, OpKind};
 use omnifuse_core::{Backend, Buffer, DType, DeviceInfo, DeviceKind, Error, Graph, Result, Support, Tensor};
 
@@ -152,17 +152,7 @@ impl Backend for CpuBackend {
     }
 
     fn launch(&self, op: &Op, inputs: &[&Tensor], output: &Tensor) -> Result<()> {
-        check_launch(&self.name, op, inputs, output)?;
-        if let Some(first) = inputs.first()
-            && let Support::No(reason) = self.supports(op.kind(), first.desc.dtype)
-        {
-            return Err(Error::Unsupported {
-                backend: self.name.clone(),
-                op: op.name().into(),
-                dtype: first.desc.dtype,
-                reason,
-            });
-        }
+        check_supported_launch(self, op, inputs, output)?;
         // Lock distinct buffers in address order (so concurrent launches cannot deadlock):
         // inputs for reading, the output for writing.
         let out_store = self.storage(&output.buf)?;
