@@ -45,4 +45,8 @@ model_backends=""
 if clinfo -l 2>/dev/null | grep -q "Device"; then model_backends="opencl"; fi
 OMNIFUSE_MODEL_BACKENDS="$model_backends" bash tools/check-model-reference.sh target/release/omnifuse
 
+step "all-MiniLM-L6-v2 vs sentence-transformers' own vectors (tools/minilm, tests/data/minilm_golden.json)"
+minilm_dir=$(bash tools/minilm/fetch.sh)
+OMNIFUSE_MINILM_DIR="$minilm_dir" cargo test --release -q -p omnifuse-cli --test minilm -- --nocapture
+
 step "done"

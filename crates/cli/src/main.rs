@@ -4,6 +4,8 @@
 
 mod attention;
 mod check;
+mod embed;
+mod import;
 mod index;
 mod info;
 mod init_model;
@@ -40,6 +42,11 @@ enum Command {
     Check(check::Args),
     /// Run one request (text, images, audio, video in any mix) through the omni-modal model.
     Run(run::Args),
+    /// Sentence embeddings from a pretrained text encoder (e.g. all-MiniLM-L6-v2): one
+    /// normalised vector per sentence.
+    Embed(embed::Args),
+    /// Convert a published model directory (sentence-transformers) into an omnifuse one.
+    Import(import::Args),
     /// Write a built-in model (config.toml + model.safetensors) to a directory.
     InitModel(init_model::Args),
     /// Build or list a retrieval index that `run --index` searches.
@@ -73,6 +80,8 @@ fn main() -> ExitCode {
         Command::Kernels(a) => kernels::run(a).map_err(Failure::Core),
         Command::Check(a) => check::run(a).map_err(Failure::Core),
         Command::Run(a) => run::run(a).map_err(Failure::Model),
+        Command::Embed(a) => embed::run(a).map_err(Failure::Model),
+        Command::Import(a) => import::run(a).map_err(Failure::Model),
         Command::InitModel(a) => init_model::run(a).map_err(Failure::Model),
         Command::Index(a) => index::run(a).map_err(Failure::Model),
         Command::Tune(a) => tune::run(a).map_err(Failure::Core),

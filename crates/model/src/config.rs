@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bert::BertConfig;
 use crate::error::{Error, Result};
 
 /// Size of the built-in byte-level vocabulary: 256 bytes, then BOS/CLS, EOS, PAD.
@@ -73,16 +74,22 @@ pub struct Limits {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextConfig {
-    /// Encoder kind: `textcnn`.
+    /// Encoder kind: `textcnn`, or `bert` (a pretrained BERT, `[text.bert]`).
     pub encoder: String,
-    /// Vocabulary size (259 for the built-in byte vocabulary).
+    /// Vocabulary size (259 for the built-in byte vocabulary; the BERT's for `bert`).
     pub vocab: usize,
-    /// Embedding width E.
+    /// Embedding width E (TextCNN).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub embed: usize,
-    /// Convolution widths, one branch each.
+    /// Convolution widths, one branch each (TextCNN).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub widths: Vec<usize>,
-    /// Output channels C of each branch.
+    /// Output channels C of each branch (TextCNN).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub channels: usize,
+    /// The BERT encoder's hyperparameters, for `encoder = "bert"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bert: Option<BertConfig>,
 }
 
 /// `[image]`.
@@ -243,6 +250,7 @@ impl Config {
                 embed: 128,
                 widths: vec![3, 5, 7],
                 channels: 128,
+                bert: None,
             },
             image: ImageConfig {
                 size: 224,
@@ -355,14 +363,29 @@ impl Config {
         if !(self.model.eps > 0.0 && self.model.eps.is_finite()) {
             return bad(format!("model.eps must be positive and finite, got {}", self.model.eps));
         }
-        if self.text.encoder != "textcnn" {
-            return bad(format!("text.encoder '{}' is not known: expected textcnn", self.text.encoder));
-        }
         pos("text.vocab", self.text.vocab)?;
-        pos("text.embed", self.text.embed)?;
-        pos("text.channels", self.text.channels)?;
-        if self.text.widths.is_empty() || self.text.widths.contains(&0) {
-            return bad(format!("text.widths must be non-empty positive widths, got {:?}", self.text.widths));
+        match (self.text.encoder.as_str(), &self.text.bert) {
+            ("textcnn", _) => {
+                pos("text.embed", self.text.embed)?;
+                pos("text.channels", self.text.channels)?;
+                if self.text.widths.is_empty() || self.text.widths.contains(&0) {
+                    return bad(format!("text.widths must be non-empty positive widths, got {:?}", self.text.widths));
+                }
+            }
+            ("bert", Some(b)) => {
+                b.validate()?;
+                if b.vocab != self.text.vocab {
+                    return bad(format!("text.vocab {} differs from text.bert.vocab {}", self.text.vocab, b.vocab));
+                }
+                if self.limits.max_text_tokens > b.max_positions {
+                    return bad(format!(
+                        "limits.max_text_tokens {} exceeds text.bert.max_positions {}",
+                        self.limits.max_text_tokens, b.max_positions
+                    ));
+                }
+            }
+            ("bert", None) => return bad("text.encoder is 'bert' but there is no [text.bert] section".into()),
+            (other, _) => return bad(format!("text.encoder '{other}' is not known: expected textcnn or bert")),
         }
         let im = &self.image;
         pos("image.patch", im.patch)?;
@@ -443,6 +466,10 @@ impl Config {
         let samples = (self.limits.max_audio_seconds as f64 * self.audio.sample_rate as f64).ceil() as usize;
         if samples <= 400 { 1 } else { 1 + (samples - 400) / 160 }
     }
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 fn heads_divide(what: &str, width: usize, heads: usize) -> Result<()> {

@@ -6,13 +6,19 @@ use omnifuse_core::graph::ValueId;
 use omnifuse_core::op::Activation;
 use omnifuse_core::{HostTensor, Op};
 
+use crate::bert;
 use crate::builder::{Builder, host_f32};
 use crate::config::{Config, MELS};
 use crate::error::Result;
+use crate::weights::TEXT_BERT;
 
-/// TextCNN over token ids: `[L]` → `[L, D]`.
+/// The text encoder over token ids: `[L]` → `[L, D]` (TextCNN, or BERT when configured).
 pub fn text(b: &mut Builder, cfg: &Config, ids: &[i32]) -> Result<ValueId> {
     let t = &cfg.text;
+    if let (Some(bc), "bert") = (&t.bert, t.encoder.as_str()) {
+        let x = bert::encode(b, bc, TEXT_BERT, &[ids])?;
+        return b.linear(x, "text.proj");
+    }
     let l = ids.len();
     let ids = b.ids(ids)?;
     let table = b.w("text.embed")?;

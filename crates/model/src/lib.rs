@@ -4,6 +4,7 @@
 //! graphs on the runtime of `omnifuse-core`, so any backend runs it without model code
 //! changing.
 
+pub mod bert;
 pub mod builder;
 pub mod config;
 pub mod encoders;
@@ -16,6 +17,8 @@ pub mod input;
 pub mod model;
 pub mod output;
 pub mod request;
+pub mod sentence;
+pub mod st_import;
 pub mod weights;
 
 pub use config::Config;

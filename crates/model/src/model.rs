@@ -65,6 +65,14 @@ impl Model {
     /// A model directory: `config.toml`, `model.safetensors`, optional `tokenizer.json`.
     pub fn load(dir: &Path, backend: Arc<dyn Backend>) -> Result<Model> {
         let cfg_path = dir.join(CONFIG_FILE);
+        if !cfg_path.exists() && dir.join("modules.json").exists() {
+            return Err(Error::Config(format!(
+                "{0} is a sentence-transformers directory, not an omni-modal model (no {CONFIG_FILE}): embed with \
+                 `omnifuse embed --model {0}`, or make it the text encoder of a model with \
+                 `omnifuse import --from sentence-transformers {0} --out DIR --omni omni-small`",
+                dir.display()
+            )));
+        }
         let text =
             std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(format!("reading {}", cfg_path.display()), e))?;
         let config = Config::from_toml(&text).map_err(|e| match e {

@@ -36,6 +36,9 @@ pub struct WeightSpec {
 
 const STD: f32 = 0.02;
 
+/// Prefix of the BERT text encoder's tensors (`text.encoder = "bert"`): HF names follow it.
+pub const TEXT_BERT: &str = "text.bert.";
+
 struct SpecList(Vec<WeightSpec>);
 
 impl SpecList {
@@ -84,12 +87,23 @@ pub fn spec(config: &Config) -> Vec<WeightSpec> {
     let d = config.model.width;
     let mut s = SpecList(Vec::new());
     let t = &config.text;
-    s.normal("text.embed".into(), &[t.vocab, t.embed]);
-    for (i, &w) in t.widths.iter().enumerate() {
-        s.normal(format!("text.conv.{i}.weight"), &[w, t.embed, t.channels]);
-        s.normal(format!("text.conv.{i}.bias"), &[t.channels]);
+    match &t.bert {
+        Some(bert) if t.encoder == "bert" => {
+            for (name, shape) in bert.spec() {
+                let init = if name.ends_with("LayerNorm.weight") { Init::Scale(STD) } else { Init::Normal(STD) };
+                s.push(format!("{TEXT_BERT}{name}"), &shape, init);
+            }
+            s.linear("text.proj", d, bert.width, true);
+        }
+        _ => {
+            s.normal("text.embed".into(), &[t.vocab, t.embed]);
+            for (i, &w) in t.widths.iter().enumerate() {
+                s.normal(format!("text.conv.{i}.weight"), &[w, t.embed, t.channels]);
+                s.normal(format!("text.conv.{i}.bias"), &[t.channels]);
+            }
+            s.linear("text.proj", d, t.channels * t.widths.len(), true);
+        }
     }
-    s.linear("text.proj", d, t.channels * t.widths.len(), true);
     let im = &config.image;
     s.linear("image.patch", im.width, im.patch * im.patch * 3, true);
     s.normal("image.cls".into(), &[im.width]);
@@ -227,6 +241,18 @@ impl Weights {
             .map_err(|e| Error::Weights(format!("writing {}: {e}", path.display())))
     }
 
+    /// Replace the tensor called `name` with `t` of the same shape and dtype (e.g. pretrained
+    /// weights over generated ones).
+    pub fn replace(&mut self, name: &str, t: HostTensor) -> Result<()> {
+        let old =
+            self.tensors.get_mut(name).ok_or_else(|| Error::Weights(format!("tensor '{name}' is not in the model")))?;
+        if old.desc != t.desc {
+            return Err(Error::Weights(format!("tensor '{name}' is {}, the replacement is {}", old.desc, t.desc)));
+        }
+        *old = t;
+        Ok(())
+    }
+
     /// The tensor called `name`.
     pub fn get(&self, name: &str) -> Result<&HostTensor> {
         self.tensors.get(name).ok_or_else(|| Error::Weights(format!("tensor '{name}' is missing")))
@@ -243,7 +269,8 @@ impl Weights {
     }
 }
 
-struct F32View<'a>(&'a HostTensor);
+/// Serialisation view of an f32 host tensor (for `safetensors::serialize`).
+pub(crate) struct F32View<'a>(pub(crate) &'a HostTensor);
 
 impl View for F32View<'_> {
     fn dtype(&self) -> StDtype {

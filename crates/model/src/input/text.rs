@@ -32,8 +32,12 @@ impl TextPrep {
                 None
             }
             Some(path) => {
-                let tok = Tokenizer::from_file(path)
+                let mut tok = Tokenizer::from_file(path)
                     .map_err(|e| Error::Config(format!("tokenizer {}: cannot load: {e}", path.display())))?;
+                // Inputs are packed, never padded: a file's own padding (MiniLM's pads every text
+                // to 128) must not apply. Its truncation does: that is the model's published
+                // policy (sentence-transformers cuts at max_seq_length).
+                tok.with_padding(None);
                 let size = tok.get_vocab_size(true);
                 if size > vocab {
                     return Err(Error::Config(format!(
@@ -137,5 +141,20 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let err = TextPrep::new(&Config::omni_small(), Some(&path)).unwrap_err().to_string();
         assert!(err.contains("cannot load"), "{err}");
+    }
+
+    #[test]
+    fn a_tokenizer_files_padding_does_not_apply_but_its_truncation_does() {
+        let json = r#"{"version":"1.0","truncation":{"direction":"Right","max_length":2,"strategy":"LongestFirst","stride":0},
+            "padding":{"strategy":{"Fixed":8},"direction":"Right","pad_to_multiple_of":null,"pad_id":0,"pad_type_id":0,
+            "pad_token":"[UNK]"},"added_tokens":[],"normalizer":null,
+            "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{"[UNK]":0,"hello":1,"world":2},"unk_token":"[UNK]"}}"#;
+        let path = std::env::temp_dir().join(format!("omnifuse-input-{}-padded.json", std::process::id()));
+        std::fs::write(&path, json).unwrap();
+        let p = TextPrep::new(&Config::omni_small(), Some(&path)).unwrap();
+        assert_eq!(p.ids("hello world hello").unwrap(), vec![1, 2], "cut to 2, not padded to 8");
+        assert_eq!(p.ids("world").unwrap(), vec![2], "not padded to 8");
+        std::fs::remove_file(&path).unwrap();
     }
 }
