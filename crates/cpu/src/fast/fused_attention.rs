@@ -40,30 +40,32 @@ fn lanes(x: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
 
 /// Scores of the chunk's queries against one key tile: `s[r][t] = q_r · tile[·, t]`, with
 /// `q` the chunk's queries for this head packed as `QC × Dh` (zero rows past `rows`) and the
-/// tile `Dh × KB`. Register-blocked like a GEMM micro-kernel: 4 queries × 32 keys = 8 vector
-/// accumulators, so each tile row loaded is used by 4 queries and 8 FMA chains run side by
-/// side. `mul_add` compiles to FMA (Rust never fuses a multiply and an add on its own).
+/// tile `Dh × KB`. Register-blocked like a GEMM micro-kernel: `R` queries × 32 keys = `2R`
+/// vector accumulators (R = 8 on AVX-512's 32 registers, 4 elsewhere), so each tile vector
+/// loaded is used by `R` queries. `mul_add` compiles to FMA (Rust never fuses a multiply and
+/// an add on its own).
 #[inline(always)]
-fn scores(q: &[f32], rows: usize, dh: usize, tile: &[f32], s: &mut [[f32; KB]; QC]) {
-    for r0 in (0..rows).step_by(4) {
+fn scores<const R: usize>(q: &[f32], rows: usize, dh: usize, tile: &[f32], s: &mut [[f32; KB]; QC]) {
+    for r0 in (0..rows).step_by(R) {
         for half in 0..KB / 32 {
-            let mut acc = [[0.0f32; 16]; 8];
+            let mut a0 = [[0.0f32; 16]; R];
+            let mut a1 = [[0.0f32; 16]; R];
             for d in 0..dh {
                 let c0 = &tile[d * KB + half * 32..][..16];
                 let c1 = &tile[d * KB + half * 32 + 16..][..16];
-                for u in 0..4 {
+                for u in 0..R {
                     let qd = q[(r0 + u) * dh + d];
                     for l in 0..16 {
-                        acc[2 * u][l] = qd.mul_add(c0[l], acc[2 * u][l]);
-                        acc[2 * u + 1][l] = qd.mul_add(c1[l], acc[2 * u + 1][l]);
+                        a0[u][l] = qd.mul_add(c0[l], a0[u][l]);
+                        a1[u][l] = qd.mul_add(c1[l], a1[u][l]);
                     }
                 }
             }
-            // All four rows, even past `rows` (their queries are zero): a store loop of
-            // constant length lets the accumulators live in registers, not on the stack.
-            for u in 0..4 {
-                s[r0 + u][half * 32..half * 32 + 16].copy_from_slice(&acc[2 * u]);
-                s[r0 + u][half * 32 + 16..half * 32 + 32].copy_from_slice(&acc[2 * u + 1]);
+            // All R rows, even past `rows` (their queries are zero): a store loop of constant
+            // length lets the accumulators live in registers, not on the stack.
+            for u in 0..R {
+                s[r0 + u][half * 32..half * 32 + 16].copy_from_slice(&a0[u]);
+                s[r0 + u][half * 32 + 16..half * 32 + 32].copy_from_slice(&a1[u]);
             }
         }
     }
@@ -122,11 +124,12 @@ impl KeysT {
 }
 
 /// `acc[r] = acc[r]·corr[r] + Σ_t p[r][t]·V[t]` for the chunk's rows (padded to a multiple of
-/// 4 with zero probabilities): a GEMM micro-kernel of 4 rows × 32 columns of the head
-/// dimension (16 for a remainder), so each V vector loaded feeds 4 FMAs and the accumulators stay in registers
-/// across the key block instead of being loaded and stored per key.
+/// `R` with zero probabilities): a GEMM micro-kernel of `R` rows × 32 columns of the head
+/// dimension (16 at a time for a remainder), so each V vector loaded feeds `R` FMAs and the
+/// accumulators stay in registers across the key block instead of being loaded and stored per
+/// key.
 #[inline(always)]
-fn weighted_values(
+fn weighted_values<const R: usize>(
     p: &[[f32; KB]; QC],
     corr: &[f32; QC],
     rows: usize,
@@ -136,58 +139,55 @@ fn weighted_values(
     dh: usize,
     acc: &mut [f32],
 ) {
-    for r0 in (0..rows).step_by(4) {
+    for r0 in (0..rows).step_by(R) {
         let mut c0 = 0;
-        // 32 columns at a time: 8 independent FMA chains, enough to cover the FMA latency.
         while c0 + 32 <= dh {
-            let mut reg = [[0.0f32; 16]; 8];
-            for u in 0..4 {
-                for half in 0..2 {
-                    let row = &acc[(r0 + u) * dh + c0 + 16 * half..][..16];
-                    for l in 0..16 {
-                        reg[2 * u + half][l] = row[l] * corr[r0 + u];
-                    }
+            let mut a0 = [[0.0f32; 16]; R];
+            let mut a1 = [[0.0f32; 16]; R];
+            for u in 0..R {
+                let row = &acc[(r0 + u) * dh + c0..][..32];
+                for l in 0..16 {
+                    a0[u][l] = row[l] * corr[r0 + u];
+                    a1[u][l] = row[16 + l] * corr[r0 + u];
                 }
             }
             for t in 0..kn {
                 let v0 = &v[t * v_stride + c0..][..16];
                 let v1 = &v[t * v_stride + c0 + 16..][..16];
-                for u in 0..4 {
+                for u in 0..R {
                     let pu = p[r0 + u][t];
                     for l in 0..16 {
-                        reg[2 * u][l] = pu.mul_add(v0[l], reg[2 * u][l]);
-                        reg[2 * u + 1][l] = pu.mul_add(v1[l], reg[2 * u + 1][l]);
+                        a0[u][l] = pu.mul_add(v0[l], a0[u][l]);
+                        a1[u][l] = pu.mul_add(v1[l], a1[u][l]);
                     }
                 }
             }
-            for u in 0..4 {
-                for half in 0..2 {
-                    acc[(r0 + u) * dh + c0 + 16 * half..][..16].copy_from_slice(&reg[2 * u + half]);
-                }
+            for u in 0..R {
+                acc[(r0 + u) * dh + c0..][..16].copy_from_slice(&a0[u]);
+                acc[(r0 + u) * dh + c0 + 16..][..16].copy_from_slice(&a1[u]);
             }
             c0 += 32;
         }
-        // The rest, up to 16 columns at a time.
         while c0 < dh {
             let w = 16.min(dh - c0);
-            let mut reg = [[0.0f32; 16]; 4];
-            for u in 0..4 {
+            let mut a0 = [[0.0f32; 16]; R];
+            for u in 0..R {
                 let row = &acc[(r0 + u) * dh + c0..][..w];
                 for l in 0..w {
-                    reg[u][l] = row[l] * corr[r0 + u];
+                    a0[u][l] = row[l] * corr[r0 + u];
                 }
             }
             for t in 0..kn {
                 let vt = &v[t * v_stride + c0..][..w];
-                for u in 0..4 {
+                for u in 0..R {
                     let pu = p[r0 + u][t];
                     for l in 0..w {
-                        reg[u][l] = pu.mul_add(vt[l], reg[u][l]);
+                        a0[u][l] = pu.mul_add(vt[l], a0[u][l]);
                     }
                 }
             }
-            for u in 0..4 {
-                acc[(r0 + u) * dh + c0..][..w].copy_from_slice(&reg[u][..w]);
+            for u in 0..R {
+                acc[(r0 + u) * dh + c0..][..w].copy_from_slice(&a0[u][..w]);
             }
             c0 += w;
         }
@@ -197,13 +197,13 @@ fn weighted_values(
 /// One task: query rows `r0..r0 + rows` of sequence `s`, all heads, into `out` (those rows).
 /// Always inlined, so [`run_chunk`] compiles it once per SIMD level.
 #[inline(always)]
-fn chunk(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
+fn chunk<const R: usize>(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
     let spec = &a.spec;
     let (h_n, dh, m) = (spec.heads, a.head_dim, spec.modalities);
     let group = spec.heads / spec.kv_heads;
     let ((q0, lq), (k0, lk)) = (a.seq_q[s], a.seq_k[s]);
-    // Rows padded to a multiple of 4 for the P·V kernel; padded rows keep zero weights.
-    let padded = rows.div_ceil(4) * 4;
+    // Rows padded to a multiple of R for the kernels; padded rows keep zero weights.
+    let padded = rows.div_ceil(R) * R;
     let mut acc = vec![0.0f32; padded * dh];
     let mut run_max = [f32::NEG_INFINITY; QC];
     let mut run_sum = [0.0f32; QC];
@@ -226,7 +226,7 @@ fn chunk(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, o
             for t in 0..kn {
                 mk[t] = a.mod_k[k0 + kb + t] as usize;
             }
-            scores(&qbuf, rows, dh, kt.tile(kvh, s, kb), &mut tile_scores);
+            scores::<R>(&qbuf, rows, dh, kt.tile(kvh, s, kb), &mut tile_scores);
             let mut any = false;
             for (r, p) in tile_scores.iter_mut().enumerate().take(rows) {
                 let i = r0 + r;
@@ -265,7 +265,7 @@ fn chunk(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, o
                 p[..kn].fill(0.0);
             }
             let v = &a.v[((k0 + kb) * spec.kv_heads + kvh) * dh..];
-            weighted_values(&tile_scores, &corr, padded, v, v_stride, kn, dh, &mut acc);
+            weighted_values::<R>(&tile_scores, &corr, padded, v, v_stride, kn, dh, &mut acc);
         }
         for r in 0..rows {
             let dst = &mut out[(r * h_n + h) * dh..][..dh];
@@ -287,11 +287,11 @@ fn run_chunk(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usiz
     {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
         fn avx512(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
-            chunk(a, kt, s, r0, rows, out)
+            chunk::<8>(a, kt, s, r0, rows, out)
         }
         #[target_feature(enable = "avx2,fma,f16c")]
         fn avx2(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usize, out: &mut [f32]) {
-            chunk(a, kt, s, r0, rows, out)
+            chunk::<4>(a, kt, s, r0, rows, out)
         }
         match Isa::active() {
             // SAFETY: `Isa::active` returns a level only when all its features were detected.
@@ -301,7 +301,7 @@ fn run_chunk(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usiz
             Isa::Portable => {}
         }
     }
-    chunk(a, kt, s, r0, rows, out)
+    chunk::<4>(a, kt, s, r0, rows, out)
 }
 
 /// Fused varlen attention, chunks of queries in parallel.
