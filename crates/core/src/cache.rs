@@ -31,25 +31,33 @@ pub struct KernelCache {
     dir: PathBuf,
 }
 
+/// The root of every omnifuse cache (kernel binaries, tuning files, model downloads, the
+/// reference check's Python environment): `$OMNIFUSE_CACHE`, else `$XDG_CACHE_HOME/omnifuse`,
+/// else `$HOME/.cache/omnifuse`, else a folder in the system temp directory. The scripts in
+/// tools/ use the same rule.
+pub fn cache_root() -> PathBuf {
+    let set = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(d) = set("OMNIFUSE_CACHE") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = set("XDG_CACHE_HOME") {
+        return Path::new(&d).join("omnifuse");
+    }
+    if let Some(d) = set("HOME") {
+        return Path::new(&d).join(".cache/omnifuse");
+    }
+    std::env::temp_dir().join("omnifuse-cache")
+}
+
 impl KernelCache {
     /// A cache in `dir` (created on first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         KernelCache { dir: dir.into() }
     }
 
-    /// The default location: `$OMNIFUSE_CACHE_DIR`, else `$XDG_CACHE_HOME/omnifuse/kernels`,
-    /// else `$HOME/.cache/omnifuse/kernels`, else a folder in the system temp directory.
+    /// The default location: `kernels` under [`cache_root`].
     pub fn default_dir() -> PathBuf {
-        if let Some(d) = std::env::var_os("OMNIFUSE_CACHE_DIR") {
-            return PathBuf::from(d);
-        }
-        if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-            return Path::new(&d).join("omnifuse/kernels");
-        }
-        if let Some(d) = std::env::var_os("HOME") {
-            return Path::new(&d).join(".cache/omnifuse/kernels");
-        }
-        std::env::temp_dir().join("omnifuse-kernels")
+        cache_root().join("kernels")
     }
 
     /// The directory.
