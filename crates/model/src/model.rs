@@ -38,6 +38,14 @@ pub struct Model {
     pre: Preprocessor,
 }
 
+/// A request between layer 1 and layer 3.
+struct Staged<'m> {
+    heads: Vec<&'m HeadConfig>,
+    encoded: Vec<Encoded>,
+    timing: Timing,
+    z: Option<Tensor>,
+}
+
 impl Model {
     /// A model from a config and its weights; `tokenizer` is an optional `tokenizer.json`.
     pub fn new(
@@ -153,7 +161,47 @@ impl Model {
 
     /// Answer one request.
     pub fn run(&self, inputs: &[RawInput], params: &Parameters) -> Result<Response> {
+        self.run_batch(&[(inputs, params)])
+            .pop()
+            .unwrap_or_else(|| Err(Error::Request("internal: a batch of one gave no answer".into())))
+    }
+
+    /// Answer several requests together: each is checked, preprocessed and encoded on its
+    /// own (a bad request fails alone), then all the good ones are fused in one pass — one
+    /// packed sequence per request, so none sees another — and each asked head answers each
+    /// request from its rows. Fusion time in each response is the whole batch's.
+    pub fn run_batch(&self, requests: &[(&[RawInput], &Parameters)]) -> Vec<Result<Response>> {
         let start = Instant::now();
+        let mut staged: Vec<Result<Staged<'_>>> =
+            requests.iter().map(|(inputs, params)| self.stage(inputs, params)).collect();
+        let ok: Vec<usize> = (0..staged.len()).filter(|&i| staged[i].is_ok()).collect();
+        if !ok.is_empty() {
+            let t0 = Instant::now();
+            let groups: Vec<&[Encoded]> =
+                ok.iter().filter_map(|&i| staged[i].as_ref().ok().map(|s| s.encoded.as_slice())).collect();
+            match self.fuse_requests(&groups) {
+                Ok(zs) => {
+                    let fuse_ms = ms(t0);
+                    for (&i, z) in ok.iter().zip(zs) {
+                        if let Ok(s) = &mut staged[i] {
+                            s.timing.fuse = fuse_ms;
+                            s.z = Some(z);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for &i in &ok {
+                        staged[i] = Err(Error::Request(format!("fusion failed: {msg}")));
+                    }
+                }
+            }
+        }
+        staged.into_iter().zip(requests).map(|(s, (_, params))| s.and_then(|s| self.answer(s, params, start))).collect()
+    }
+
+    /// Check, preprocess and encode one request.
+    fn stage<'m>(&'m self, inputs: &[RawInput], params: &Parameters) -> Result<Staged<'m>> {
         let heads = self.select_heads(&params.tasks)?;
         if inputs.is_empty() {
             return Err(Error::Request("a request needs at least one input".into()));
@@ -169,28 +217,44 @@ impl Model {
         let t0 = Instant::now();
         let prepared = inputs.iter().enumerate().map(|(i, x)| self.pre.prepare(i, x)).collect::<Result<Vec<_>>>()?;
         timing.preprocess = ms(t0);
-
         let mut encoded = Vec::with_capacity(prepared.len());
         for p in &prepared {
             let t0 = Instant::now();
             encoded.push(self.encode(p)?);
             *timing.encode.entry(p.modality().name().to_string()).or_default() += ms(t0);
         }
+        Ok(Staged { heads, encoded, timing, z: None })
+    }
 
-        let t0 = Instant::now();
+    /// Layer 2 for a batch of requests: each request's fused rows `[T_r, D]` on the device.
+    fn fuse_requests(&self, groups: &[&[Encoded]]) -> Result<Vec<Tensor>> {
         let mut b = Builder::new(&self.weights, self.config.model.eps);
-        let z = fusion::fuse(&mut b, &self.config, &encoded)?;
-        let z = b.run(&self.backend, &[z])?.remove(0);
-        timing.fuse = ms(t0);
-
-        let mut spans = Vec::with_capacity(encoded.len());
+        let z = fusion::fuse(&mut b, &self.config, groups)?;
+        if groups.len() == 1 {
+            return b.run(&self.backend, &[z]);
+        }
+        let mut outs = Vec::with_capacity(groups.len());
         let mut at = 0;
-        for e in &encoded {
+        for g in groups {
+            let n: usize = g.iter().map(|e| e.len()).sum();
+            outs.push(b.slice(z, 0, at, at + n)?);
+            at += n;
+        }
+        b.run(&self.backend, &outs)
+    }
+
+    /// Layer 3 for one fused request.
+    fn answer(&self, s: Staged<'_>, params: &Parameters, start: Instant) -> Result<Response> {
+        let z = s.z.ok_or_else(|| Error::Request("internal: request was not fused".into()))?;
+        let mut timing = s.timing;
+        let mut spans = Vec::with_capacity(s.encoded.len());
+        let mut at = 0;
+        for e in &s.encoded {
             spans.push((at, at + e.len()));
             at += e.len();
         }
         let mut results = BTreeMap::new();
-        for h in heads {
+        for h in s.heads {
             let t0 = Instant::now();
             let r = self.head(h, &z, &spans, params)?;
             timing.heads.insert(h.name.clone(), ms(t0));
@@ -200,7 +264,7 @@ impl Model {
         Ok(Response {
             model: self.config.model.name.clone(),
             backend: self.backend_name(),
-            inputs: encoded.iter().map(|e| InputSummary { modality: e.modality, tokens: e.len() }).collect(),
+            inputs: s.encoded.iter().map(|e| InputSummary { modality: e.modality, tokens: e.len() }).collect(),
             heads: results,
             timing_ms: timing,
         })

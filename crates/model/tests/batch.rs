@@ -1,0 +1,87 @@
+//! Requests fused together in one batch answer exactly what they answer alone: each is its own
+//! packed sequence of the fusion pass, so batching changes speed, not results. A bad request
+//! fails alone.
+
+#![allow(clippy::unwrap_used, clippy::panic)] // tests fail by panicking
+
+use std::sync::Arc;
+
+use omnifuse_core::Backend;
+use omnifuse_cpu::CpuBackend;
+use omnifuse_model::Model;
+use omnifuse_model::input::{PixelData, RawInput};
+use omnifuse_model::output::HeadResult;
+use omnifuse_model::request::Parameters;
+
+fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-30);
+    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+fn same(alone: &HeadResult, batched: &HeadResult) {
+    match (alone, batched) {
+        (
+            HeadResult::Classification { probabilities: p, label: l, .. },
+            HeadResult::Classification { probabilities: q, label: m, .. },
+        ) => {
+            assert_eq!(l, m);
+            assert!(max_rel(q, p) < 1e-5, "{p:?} vs {q:?}");
+        }
+        (HeadResult::Retrieval { fused: f, inputs: i, .. }, HeadResult::Retrieval { fused: g, inputs: j, .. }) => {
+            assert!(max_rel(g, f) < 1e-5);
+            for (x, y) in i.iter().zip(j) {
+                assert!(max_rel(y, x) < 1e-5);
+            }
+        }
+        (
+            HeadResult::Generation { tokens: t, logprobs: a, .. },
+            HeadResult::Generation { tokens: u, logprobs: b, .. },
+        ) => {
+            assert_eq!(t, u);
+            assert!(max_rel(b, a) < 1e-4, "{a:?} vs {b:?}");
+        }
+        _ => panic!("head kinds differ"),
+    }
+}
+
+#[test]
+fn a_batch_answers_what_each_request_answers_alone() {
+    let backend: Arc<dyn Backend> = Arc::new(CpuBackend::fast().unwrap());
+    let model = Model::preset("omni-small", backend).unwrap();
+    let pixels: Vec<u8> = (0..40 * 30 * 3).map(|i| (i * 7 % 251) as u8).collect();
+    let tone: Vec<f32> = (0..9000).map(|i| (i as f32 * 0.07).sin() * 0.3).collect();
+    let requests: Vec<Vec<RawInput>> = vec![
+        vec![RawInput::Text("a calm sea at dawn".into())],
+        vec![
+            RawInput::Text("what is in the picture?".into()),
+            RawInput::Pixels { height: 30, width: 40, data: PixelData::U8(pixels) },
+        ],
+        vec![RawInput::Pcm { samples: tone, sample_rate: 16_000 }],
+    ];
+    let params = Parameters { max_tokens: Some(4), ..Parameters::default() };
+    let alone: Vec<_> = requests.iter().map(|r| model.run(r, &params).unwrap()).collect();
+    let jobs: Vec<(&[RawInput], &Parameters)> = requests.iter().map(|r| (r.as_slice(), &params)).collect();
+    let batched = model.run_batch(&jobs);
+    assert_eq!(batched.len(), 3);
+    for (a, b) in alone.iter().zip(batched) {
+        let b = b.unwrap();
+        assert_eq!(a.heads.keys().collect::<Vec<_>>(), b.heads.keys().collect::<Vec<_>>());
+        for (name, r) in &a.heads {
+            same(r, &b.heads[name]);
+        }
+    }
+}
+
+#[test]
+fn a_bad_request_fails_alone_in_its_batch() {
+    let backend: Arc<dyn Backend> = Arc::new(CpuBackend::fast().unwrap());
+    let model = Model::preset("omni-small", backend).unwrap();
+    let good = vec![RawInput::Text("fine".into())];
+    let bad = vec![RawInput::Bytes(b"\x00\x01 not a known format".to_vec())];
+    let params = Parameters { tasks: vec!["sentiment".into()], ..Parameters::default() };
+    let out = model.run_batch(&[(&good, &params), (&bad, &params), (&good, &params)]);
+    assert!(out[0].is_ok() && out[2].is_ok());
+    let err = out[1].as_ref().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("input 0"), "{err}");
+}
