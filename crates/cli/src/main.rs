@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a check found a failure, 2 bad input or an unusable device.
 
 mod attention;
+mod bench;
 mod check;
 mod embed;
 mod import;
@@ -51,6 +52,8 @@ enum Command {
     InitModel(init_model::Args),
     /// Build or list a retrieval index that `run --index` searches.
     Index(index::Args),
+    /// Benchmark the model on a seeded omni-modal workload (offline scenario: batching off vs on).
+    Bench(bench::Args),
     /// Time candidate GEMM tile sizes on an OpenCL device and keep the fastest for it.
     Tune(tune::Args),
 }
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Import(a) => import::run(a).map_err(Failure::Model),
         Command::InitModel(a) => init_model::run(a).map_err(Failure::Model),
         Command::Index(a) => index::run(a).map_err(Failure::Model),
+        Command::Bench(a) => bench::run(a).map_err(Failure::Model),
         Command::Tune(a) => tune::run(a).map_err(Failure::Core),
     };
     match result {
