@@ -365,7 +365,10 @@ pub fn bert_tensors_from_bytes(bytes: &[u8], cfg: &BertConfig) -> Result<BTreeMa
     let expected: BTreeMap<String, Vec<usize>> = cfg.spec().into_iter().collect();
     let mut tensors = BTreeMap::new();
     let mut extra = Vec::new();
-    for (stored, view) in st.tensors() {
+    // In name order, so the first problem reported is the same on every run.
+    let mut stored_tensors = st.tensors();
+    stored_tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    for (stored, view) in stored_tensors {
         let name = stored.strip_prefix("bert.").unwrap_or(&stored).to_string();
         let Some(shape) = expected.get(&name) else {
             if !ignorable(&name) {
@@ -473,7 +476,7 @@ mod tests {
         let mut wider = cfg.clone();
         wider.intermediate = 16;
         let err = bert_tensors_from_bytes(&checkpoint(&cfg, "", &[]), &wider).unwrap_err().to_string();
-        assert!(err.contains("has shape [") && err.contains("16]"), "{err}");
+        assert!(err.contains("intermediate.dense.bias' has shape [8], expected [16]"), "{err}");
         assert!(bert_tensors_from_bytes(b"nope", &cfg).is_err());
     }
 
