@@ -16,9 +16,22 @@
 // Launch shape: 3-D, local = (TN/WN, TM/WM, 1), global = (ceil(N/TN)·TN/WN,
 // ceil(M/TM)·TM/WM, batch).
 // Build options: TM, TN, TK, WM, WN (tile sizes; TM % WM == 0, TN % WN == 0; defaults
-// 64, 64, 16, 4, 4), TRANS_A, TRANS_B (0/1), and the storage type.
+// 64, 64, 16, 4, 4), TRANS_A, TRANS_B (0/1), the storage type, and GEMM_VEC (build the
+// gemm_vec variant below instead of gemm_tiled).
 // Limits: local memory TK·(TM + TN) accumulator words (8 KiB at the defaults); the work-group
 // size (TM/WM)·(TN/WN) must not exceed the device's maximum (256 at the defaults).
+//
+// Variant gemm_vec (build option GEMM_VEC; float storage only, for CPU-class devices such as
+// PoCL): no local memory and no barriers. Each work-item computes a WM × WN block of
+// contiguous outputs — rows i0..i0+WM, columns j0..j0+WN with WN ∈ {4, 8, 16} — as WM floatWN
+// accumulators over the whole K loop: per step it loads one WN-wide row segment of B with a
+// vector load (vload / vload_half / widened ushort; element-wise gathers at the right edge and
+// when TRANS_B) and broadcasts WM scalars of A into fmas. The group (TN/WN) × (TM/WM) shares
+// one TN-wide strip of B, which stays in cache while its work-items run in turn. TK > 0 cuts
+// K into blocks of TK with a barrier after each (no local memory: the barrier only keeps the
+// group's items in step, so a TK × TN block of B is reused from cache by all of them); TK = 0
+// runs K in one sweep. Same launch shape as gemm_tiled; rows past M read row M−1 and are
+// not stored.
 
 #ifndef TM
 #define TM 64
@@ -69,6 +82,7 @@ typedef T OUT_T;
 #define B_AT(p, j) LD(bm, (p) * n + (j))
 #endif
 
+#if !defined(GEMM_VEC)
 __kernel __attribute__((reqd_work_group_size(RX, RY, 1))) void K(gemm_tiled)(
     __global const T* a_all, __global const T* b_all, __global const OUT_T* bias, __global const OUT_T* res,
     __global OUT_T* y, ulong m, ulong n, ulong k, ulong b_stride, float scale, int has_bias, int act, int has_res) {
@@ -158,3 +172,104 @@ __kernel __attribute__((reqd_work_group_size(RX, RY, 1))) void K(gemm_tiled)(
         }
     }
 }
+#endif // !GEMM_VEC
+
+#if defined(GEMM_VEC) && defined(IS_FLOAT)
+#define VCAT_(a, b) a##b
+#define VCAT(a, b) VCAT_(a, b)
+typedef VCAT(float, WN) VT;
+#if defined(T_F32)
+#define LDV(p, o) VCAT(vload, WN)(0, (p) + (o))
+#elif defined(T_F16)
+#define LDV(p, o) VCAT(vload_half, WN)(0, (p) + (o))
+#else
+#define LDV(p, o) VCAT(as_float, WN)(VCAT(convert_uint, WN)(VCAT(vload, WN)(0, (p) + (o))) << 16)
+#endif
+
+// Row p of B at columns j0.. as a vector; columns at or past n read as 0.
+inline VT b_gather(__global const T* bm, size_t p, size_t j0, size_t n, size_t k) {
+    float t[WN];
+    for (int c = 0; c < WN; c++) {
+        size_t j = j0 + c;
+        t[c] = j < n ? B_AT(p, j) : 0.0f;
+    }
+    return VCAT(vload, WN)(0, t);
+}
+
+__kernel __attribute__((reqd_work_group_size(RX, RY, 1))) void K(gemm_vec)(
+    __global const T* a_all, __global const T* b_all, __global const OUT_T* bias, __global const OUT_T* res,
+    __global OUT_T* y, ulong m, ulong n, ulong k, ulong b_stride, float scale, int has_bias, int act, int has_res) {
+    size_t batch = get_group_id(2);
+    __global const T* a = a_all + batch * m * k;
+    __global const T* bm = b_all + batch * b_stride;
+    size_t i0 = get_global_id(1) * WM;
+    size_t j0 = get_global_id(0) * WN;
+    // Items past the edges compute on clamped rows / zero columns and store nothing, so that
+    // every item reaches the barriers.
+    bool full = j0 + WN <= n;
+    size_t ia[WM];
+    VT acc[WM];
+    for (int r = 0; r < WM; r++) {
+        ia[r] = min(i0 + r, (size_t)(m - 1));
+        acc[r] = (VT)(0.0f);
+    }
+#if TK > 0
+    for (size_t k0 = 0; k0 < k; k0 += TK) {
+        size_t k1 = min(k0 + TK, (size_t)k);
+#else
+    {
+        size_t k0 = 0, k1 = k;
+#endif
+#if !TRANS_B
+        if (full) {
+            for (size_t p = k0; p < k1; p++) {
+                VT bv = LDV(bm, p * n + j0);
+                for (int r = 0; r < WM; r++) {
+                    acc[r] = fma((VT)(A_AT(ia[r], p)), bv, acc[r]);
+                }
+            }
+        } else
+#endif
+        {
+            for (size_t p = k0; p < k1; p++) {
+                VT bv = b_gather(bm, p, j0, n, k);
+                for (int r = 0; r < WM; r++) {
+                    acc[r] = fma((VT)(A_AT(ia[r], p)), bv, acc[r]);
+                }
+            }
+        }
+#if TK > 0
+        // No data is exchanged: the barrier makes every item of the group finish this K
+        // block before any starts the next, so the block of B stays in cache across them.
+        barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+    }
+    if (i0 >= m || j0 >= n) {
+        return;
+    }
+    for (int r = 0; r < WM; r++) {
+        size_t i = i0 + r;
+        if (i >= m) {
+            break;
+        }
+        float v[WN];
+        VCAT(vstore, WN)(acc[r], 0, v);
+        for (int c = 0; c < WN; c++) {
+            size_t j = j0 + c;
+            if (j >= n) {
+                break;
+            }
+            size_t o = (batch * m + i) * n + j;
+            float x = v[c] * scale;
+            if (has_bias) {
+                x += LD(bias, j);
+            }
+            x = activate(x, act);
+            if (has_res) {
+                x += LD(res, o);
+            }
+            ST(y, o, x);
+        }
+    }
+}
+#endif // GEMM_VEC

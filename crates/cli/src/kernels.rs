@@ -4,6 +4,7 @@
 //! kernel cannot report a figure.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use half::{bf16, f16};
 use omnifuse_core::op::{GemmSpec, Op, OpKind};
@@ -66,6 +67,49 @@ pub struct Args {
     /// Attention: add the learned per-(query modality, key modality) bias.
     #[arg(long)]
     bias: bool,
+    /// GEMM on OpenCL: `stored` runs the tiles in use (tuned if `omnifuse tune` stored some
+    /// for the device, else the default); `default` ignores a stored tuning; `compare` times
+    /// both interleaved, with the CPU backend at the same shape, and prints tuned / default.
+    #[arg(long, value_enum, default_value_t = TilesMode::Stored)]
+    tiles: TilesMode,
+}
+
+/// Which GEMM configuration of an OpenCL device `kernels` times.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TilesMode {
+    /// The configuration in use (tuned, else default).
+    Stored,
+    /// The default configuration, ignoring a stored tuning.
+    Default,
+    /// Both, interleaved, plus the CPU backend.
+    Compare,
+}
+
+/// A second device timed next to ours in `--tiles compare`: its label, device and tensors.
+struct Extra {
+    label: &'static str,
+    dev: Arc<dyn Backend>,
+    a: Tensor,
+    b: Tensor,
+    out: Tensor,
+    times: Vec<f64>,
+}
+
+impl Extra {
+    fn new(label: &'static str, dev: Arc<dyn Backend>, a: &HostTensor, b: &HostTensor, op: &Op) -> Result<Self> {
+        let (a, b) = (dev.to_device(a)?, dev.to_device(b)?);
+        let out = dev.run_op(op, &[&a, &b])?;
+        Ok(Extra { label, dev, a, b, out, times: Vec::new() })
+    }
+
+    fn time(&mut self) -> Result<f64> {
+        timing::time_ms(&mut || launch(&*self.dev, &Op::Gemm(GemmSpec::default()), &self.a, &self.b, &self.out))
+    }
+}
+
+/// The `gemm tiles …` feature of an OpenCL device (its configuration and whether it is tuned).
+fn tiles_feature(info: &omnifuse_core::DeviceInfo) -> String {
+    info.features.iter().find(|f| f.starts_with("gemm tiles")).cloned().unwrap_or_default()
 }
 
 fn run_attention(args: &Args) -> Result<ExitCode> {
@@ -141,14 +185,32 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .and_then(|x| x.checked_mul(n))
         .filter(|&x| x <= 1 << 40)
         .ok_or_else(|| Error::invalid(format!("kernels: {m}×{n}×{k} is too large to benchmark")))?;
-    let dev = open_with(&args.backend, OpenOptions { threads: args.threads })?;
-    let info = dev.info();
+    let opts = OpenOptions { threads: args.threads };
+    let mut dev = open_with(&args.backend, opts)?;
+    let mut info = dev.info();
+    if args.tiles != TilesMode::Stored {
+        if info.backend != "opencl" {
+            return Err(Error::invalid(format!("kernels: --tiles applies to OpenCL devices, not {}", info.name)));
+        }
+        if args.tiles == TilesMode::Default {
+            dev = open_with(&format!("{}@default", info.name), opts)?;
+            info = dev.info();
+        }
+    }
     let threads = if args.threads == 0 { info.compute_units.max(1) } else { args.threads };
     let (a_vals, b_vals) = (random(m * k, 1), random(k * n, 2));
-    let a = dev.to_device(&host(dtype, [m, k], &a_vals)?)?;
-    let b = dev.to_device(&host(dtype, [k, n], &b_vals)?)?;
+    let (ha, hb) = (host(dtype, [m, k], &a_vals)?, host(dtype, [k, n], &b_vals)?);
+    let a = dev.to_device(&ha)?;
+    let b = dev.to_device(&hb)?;
     let op = Op::Gemm(GemmSpec::default());
     let out = dev.run_op(&op, &[&a, &b])?;
+    // --tiles compare: the device at its default configuration, and the CPU backend.
+    let mut extras = Vec::new();
+    if args.tiles == TilesMode::Compare {
+        let default = open_with(&format!("{}@default", info.name), opts)?;
+        extras.push(Extra::new("default", default, &ha, &hb, &op)?);
+        extras.push(Extra::new("cpu", open_with("cpu", opts)?, &ha, &hb, &op)?);
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -157,20 +219,31 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut ours = || launch(&*dev, &op, &a, &b, &out);
     let mut theirs = || pool.install(|| peer.run());
     // Warm up both, then size the run to about three seconds of the pair.
-    let pair = timing::time_ms(&mut ours)? + timing::time_ms(&mut theirs)?;
+    let mut pair = timing::time_ms(&mut ours)? + timing::time_ms(&mut theirs)?;
+    for x in &mut extras {
+        pair += x.time()?;
+    }
     let reps = if args.reps > 0 { args.reps } else { (3000.0 / pair.max(1e-3)).clamp(5.0, 100.0) as usize };
     let cpu = info.backend == "cpu";
     let (mut t_ours, mut t_peer, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
         t_ours.push(timing::time_ms(&mut ours)?);
         t_peer.push(timing::time_ms(&mut theirs)?);
+        for x in &mut extras {
+            let t = x.time()?;
+            x.times.push(t);
+        }
         if cpu {
             peaks.push(omnifuse_cpu::peak::probe(&pool).0);
         }
     }
     let (ours_ms, peer_ms) = (timing::median(&t_ours), timing::median(&t_peer));
     let ours_out = dev.to_host(&out)?.to_f32();
-    let diff = max_rel_diff(&ours_out, &peer.output());
+    let peer_out = peer.output();
+    let mut diff = max_rel_diff(&ours_out, &peer_out);
+    for x in &extras {
+        diff = diff.max(max_rel_diff(&x.dev.to_host(&x.out)?.to_f32(), &peer_out));
+    }
     let limit = match dtype {
         DType::F16 => 2e-2,
         DType::BF16 => 5e-2,
@@ -188,13 +261,34 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let peak_fraction = if peak > 0.0 { gflops / peak } else { 0.0 };
     let ratio = peer_ms / ours_ms;
     let kernel = omnifuse_cpu::fast::gemm::f32_kernel_name();
+    // (label, median ms, GFLOP/s) of the extra devices.
+    let extra: Vec<(&str, f64, f64)> = extras
+        .iter()
+        .map(|x| {
+            let ms = timing::median(&x.times);
+            (x.label, ms, flops / (ms * 1e6))
+        })
+        .collect();
+    let default_ms = extra.iter().find(|e| e.0 == "default").map(|e| e.1);
+    let cpu_run = extra.iter().find(|e| e.0 == "cpu");
+    let tiles_json = match default_ms {
+        Some(d) => json!({
+            "mode": "compare", "in_use": tiles_feature(&info),
+            "default": {"median_ms": d, "gflops": flops / (d * 1e6)}, "in_use_over_default": d / ours_ms,
+        }),
+        None if info.backend == "opencl" => {
+            json!({"mode": format!("{:?}", args.tiles).to_lowercase(), "in_use": tiles_feature(&info)})
+        }
+        None => serde_json::Value::Null,
+    };
     if args.json {
         let v = json!({
             "op": "gemm", "backend": info.name, "dtype": dtype.name(), "shape": [m, n, k],
             "median_ms": ours_ms, "gflops": gflops, "peak_fraction": peak_fraction,
             "peer": {"name": peer.name(), "median_ms": peer_ms, "gflops": peer_gflops},
             "ratio": ratio, "threads": threads, "peak_gflops": peak, "peak_source": peak_source, "reps": reps,
-            "kernel": kernel, "max_rel_diff": diff, "device_name": info.device_name,
+            "kernel": kernel, "max_rel_diff": diff, "device_name": info.device_name, "tiles": tiles_json,
+            "cpu_backend": cpu_run.map(|c| json!({"median_ms": c.1, "gflops": c.2})),
         });
         println!("{}", serde_json::to_string(&v).unwrap_or_default());
     } else {
@@ -205,6 +299,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         println!("  omnifuse   {ours_ms:10.3} ms  {gflops:9.1} GFLOP/s  {:5.1}% of peak", peak_fraction * 100.0);
         println!("  {:<10} {peer_ms:10.3} ms  {peer_gflops:9.1} GFLOP/s  ({})", "peer", peer.name());
         println!("  peak       {peak:10.1} GFLOP/s ({peak_source})");
+        if info.backend == "opencl" {
+            println!("  omnifuse ran {}", tiles_feature(&info));
+        }
+        if let Some(d) = default_ms {
+            println!("  default    {d:10.3} ms  {:9.1} GFLOP/s  (default GEMM configuration)", flops / (d * 1e6));
+            println!("  ratio (default time / in use): {:.3}×  (the tuned configuration's speed-up)", d / ours_ms);
+        }
+        if let Some((_, ms, g)) = cpu_run {
+            println!("  cpu        {ms:10.3} ms  {g:9.1} GFLOP/s  (omnifuse CPU backend, same shape)");
+        }
         println!("  medians of {reps} interleaved rounds");
         println!("  ratio (peer time / ours): {ratio:.3}×  (> 1 means omnifuse is faster)");
         println!("  outputs agree: max |ours − peer| / max |peer| = {diff:.2e}");

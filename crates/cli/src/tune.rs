@@ -1,6 +1,8 @@
-//! `omnifuse tune`: time candidate GEMM tile configurations on a device, check each result,
-//! and store the fastest correct one for that device; the backend uses it from its next
-//! start. OpenCL devices only (the other backends have no tunable kernels yet).
+//! `omnifuse tune`: time candidate GEMM configurations on a device (the GPU-style tiled
+//! kernel's tiles and the CPU-style `vec` kernel's blocks; the table lists tile sizes, the
+//! tuning file and `omnifuse info` name the variant too), check each result, and store the fastest correct one for that
+//! device; the backend uses it from its next start (`omnifuse kernels --tiles compare`
+//! times it against the default). OpenCL devices only (the other backends have no tunable kernels yet).
 
 use std::process::ExitCode;
 

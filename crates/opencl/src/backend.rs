@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use omnifuse_core::backend::check_launch;
+use omnifuse_core::backend::check_supported_launch;
 use omnifuse_core::cache::KernelCache;
 use omnifuse_core::op::{Op, OpKind};
 use omnifuse_core::{Backend, Buffer, DType, DeviceInfo, DeviceKind, Error, Result, Support, Tensor};
@@ -47,26 +47,63 @@ pub(crate) enum Arg {
     F32(f32),
 }
 
-/// GEMM tile sizes (build options of `gemm.cl`).
+/// Which kernel of `gemm.cl` a GEMM runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GemmVariant {
+    /// `gemm_tiled`: local-memory slabs, strided register blocks (GPU-style; the default).
+    Tiled,
+    /// `gemm_vec`: no local memory, each work-item a WM × WN block of contiguous outputs in
+    /// floatWN accumulators (CPU-class devices). Float storage only; i8 keeps `gemm_tiled`.
+    Vec,
+}
+
+impl GemmVariant {
+    /// The name used in the tuning file and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmVariant::Tiled => "tiled",
+            GemmVariant::Vec => "vec",
+        }
+    }
+
+    /// The variant called `s`.
+    pub fn parse(s: &str) -> Option<GemmVariant> {
+        [GemmVariant::Tiled, GemmVariant::Vec].into_iter().find(|v| v.name() == s)
+    }
+}
+
+/// GEMM kernel variant and tile sizes (build options of `gemm.cl`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GemmTiles {
+    /// The kernel.
+    pub variant: GemmVariant,
     /// Output rows per work-group.
     pub tm: usize,
     /// Output columns per work-group.
     pub tn: usize,
-    /// Reduction slab depth.
+    /// Reduction slab depth (for `Vec`: the K block between barriers, 0 for one sweep).
     pub tk: usize,
     /// Rows per work-item.
     pub wm: usize,
-    /// Columns per work-item.
+    /// Columns per work-item (for `Vec`, the vector width: 4, 8 or 16).
     pub wn: usize,
 }
 
 impl GemmTiles {
     /// The default: 64 × 64 tiles, K slabs of 16, 4 × 4 per work-item (256 items).
-    pub const DEFAULT: GemmTiles = GemmTiles { tm: 64, tn: 64, tk: 16, wm: 4, wn: 4 };
+    pub const DEFAULT: GemmTiles = GemmTiles::tiled(64, 64, 16, 4, 4);
     /// A small fallback for devices with small work-groups: 32 × 32, 4 × 4 (64 items).
-    pub const SMALL: GemmTiles = GemmTiles { tm: 32, tn: 32, tk: 8, wm: 4, wn: 4 };
+    pub const SMALL: GemmTiles = GemmTiles::tiled(32, 32, 8, 4, 4);
+
+    /// A `gemm_tiled` configuration.
+    pub const fn tiled(tm: usize, tn: usize, tk: usize, wm: usize, wn: usize) -> GemmTiles {
+        GemmTiles { variant: GemmVariant::Tiled, tm, tn, tk, wm, wn }
+    }
+
+    /// A `gemm_vec` configuration (`tk`: K block between barriers, 0 for none).
+    pub const fn vec(tm: usize, tn: usize, tk: usize, wm: usize, wn: usize) -> GemmTiles {
+        GemmTiles { variant: GemmVariant::Vec, tm, tn, tk, wm, wn }
+    }
 
     /// Work-items per work-group.
     pub fn items(&self) -> usize {
@@ -75,13 +112,21 @@ impl GemmTiles {
 
     /// Local memory the kernel's slabs take, in bytes.
     pub fn local_bytes(&self) -> u64 {
-        4 * (self.tk * (self.tm + self.tn)) as u64
+        match self.variant {
+            GemmVariant::Tiled => 4 * (self.tk * (self.tm + self.tn)) as u64,
+            GemmVariant::Vec => 0,
+        }
     }
 
     /// True when the tile sizes are consistent and a device with work-groups of up to
     /// `max_work_group` items and `local_mem` bytes of local memory runs them.
     pub fn fits(&self, max_work_group: usize, local_mem: u64) -> bool {
-        let whole = [self.tm, self.tn, self.tk, self.wm, self.wn].iter().all(|&v| v > 0)
+        let shape = match self.variant {
+            GemmVariant::Tiled => self.tk > 0,
+            GemmVariant::Vec => matches!(self.wn, 4 | 8 | 16),
+        };
+        let whole = shape
+            && [self.tm, self.tn, self.wm, self.wn].iter().all(|&v| v > 0)
             && self.tm.is_multiple_of(self.wm)
             && self.tn.is_multiple_of(self.wn);
         whole && self.items() <= max_work_group && self.local_bytes() <= local_mem
@@ -89,7 +134,23 @@ impl GemmTiles {
 
     /// The build options.
     pub fn options(&self) -> String {
-        format!("-DTM={} -DTN={} -DTK={} -DWM={} -DWN={}", self.tm, self.tn, self.tk, self.wm, self.wn)
+        let vec = if self.variant == GemmVariant::Vec { " -DGEMM_VEC=1" } else { "" };
+        format!("-DTM={} -DTN={} -DTK={} -DWM={} -DWN={}{vec}", self.tm, self.tn, self.tk, self.wm, self.wn)
+    }
+
+    /// The kernel's name (without the dtype suffix).
+    pub fn kernel(&self) -> &'static str {
+        match self.variant {
+            GemmVariant::Tiled => "gemm_tiled",
+            GemmVariant::Vec => "gemm_vec",
+        }
+    }
+}
+
+impl std::fmt::Display for GemmTiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let GemmTiles { tm, tn, tk, wm, wn, .. } = *self;
+        write!(f, "{} TM={tm} TN={tn} TK={tk} WM={wm} WN={wn}", self.variant.name())
     }
 }
 
@@ -112,6 +173,7 @@ pub struct OpenClBackend {
     max_work_group: usize,
     local_mem: u64,
     gemm_tiles: Mutex<GemmTiles>,
+    default_tiles: GemmTiles,
     tiles_source: Mutex<String>,
     peak: OnceLock<std::result::Result<f64, String>>,
 }
@@ -121,8 +183,14 @@ fn is_kind(t: u64, bit: u64) -> bool {
 }
 
 impl OpenClBackend {
-    /// Open the device `name` (`opencl`, `opencl:P`, `opencl:P:D`).
+    /// Open the device `name` (`opencl`, `opencl:P`, `opencl:P:D`). GEMMs use the tiles a
+    /// `tune` run stored for the device, else the default; a name ending in `@default`
+    /// (`opencl:0:0@default`) ignores the stored tiles, to compare the two in one process.
     pub fn open(name: &str) -> Result<Self> {
+        let (name, use_tuned) = match name.strip_suffix("@default") {
+            Some(base) => (base, false),
+            None => (name, true),
+        };
         let (canonical, device) = device::select(name)?;
         let unavailable = |what: &str, e: opencl3::error_codes::ClError| Error::DeviceUnavailable {
             device: canonical.clone(),
@@ -162,12 +230,14 @@ impl OpenClBackend {
             max_work_group,
             local_mem,
             gemm_tiles: Mutex::new(default_tiles),
+            default_tiles,
             tiles_source: Mutex::new("default".into()),
             peak: OnceLock::new(),
         })
         .inspect(|b| {
             // Tiles a `tune` run stored for this device win over the defaults.
-            if let Some(t) = crate::tune::stored(&crate::tune::tuning_file(), &device_key)
+            if use_tuned
+                && let Some(t) = crate::tune::stored(&crate::tune::tuning_file(), &device_key)
                 && b.set_gemm_tiles(t).is_ok()
             {
                 b.tiles_source.lock().map(|mut s| *s = "tuned".into()).ok();
@@ -248,6 +318,11 @@ impl OpenClBackend {
         self.max_work_group
     }
 
+    /// The default GEMM tiles of this device (what runs without a tuning file).
+    pub fn default_gemm_tiles(&self) -> GemmTiles {
+        self.default_tiles
+    }
+
     /// GEMM tile sizes in use.
     pub fn gemm_tiles(&self) -> GemmTiles {
         self.gemm_tiles.lock().map(|t| *t).unwrap_or(GemmTiles::SMALL)
@@ -308,7 +383,7 @@ impl OpenClBackend {
             return Ok(());
         }
         // SAFETY: both handles are live buffers of this context holding at least `bytes`
-        // bytes (checked by `check_launch`); no host memory is involved.
+        // bytes (checked by `check_supported_launch`); no host memory is involved.
         let ev = unsafe { enqueue_copy_buffer(self.queue.get(), src, dst, 0, 0, bytes, 0, ptr::null()) }
             .map_err(|e| cl(&self.name, "enqueueing a buffer copy", e.into()))?;
         drop(Event::new(ev));
@@ -413,15 +488,7 @@ impl Backend for OpenClBackend {
         let mut features: Vec<String> = vec![
             version.clone(),
             format!("driver {}", self.builder.driver),
-            format!(
-                "gemm tiles TM={} TN={} TK={} WM={} WN={} ({})",
-                t.tm,
-                t.tn,
-                t.tk,
-                t.wm,
-                t.wn,
-                self.gemm_tiles_source()
-            ),
+            format!("gemm tiles {} ({})", t, self.gemm_tiles_source()),
         ];
         features.extend(d.extensions().unwrap_or_default().split_whitespace().map(str::to_string));
         DeviceInfo {
@@ -510,17 +577,7 @@ impl Backend for OpenClBackend {
     }
 
     fn launch(&self, op: &Op, inputs: &[&Tensor], output: &Tensor) -> Result<()> {
-        check_launch(&self.name, op, inputs, output)?;
-        if let Some(first) = inputs.first()
-            && let Support::No(reason) = self.supports(op.kind(), first.desc.dtype)
-        {
-            return Err(Error::Unsupported {
-                backend: self.name.clone(),
-                op: op.name().into(),
-                dtype: first.desc.dtype,
-                reason,
-            });
-        }
+        check_supported_launch(self, op, inputs, output)?;
         crate::launch::launch(self, op, inputs, output)
     }
 

@@ -8,7 +8,7 @@ use omnifuse_core::infer::gemm_dims;
 use omnifuse_core::op::{Activation, Op, PoolKind};
 use omnifuse_core::{DType, Error, Result, Tensor};
 
-use crate::backend::{Arg, OpenClBackend};
+use crate::backend::{Arg, GemmVariant, OpenClBackend};
 use crate::program::Family;
 
 /// Work-group size of the row reductions in `norm.cl`: 64, or the largest power of two the
@@ -72,7 +72,11 @@ pub fn launch(be: &OpenClBackend, op: &Op, inputs: &[&Tensor], out: &Tensor) -> 
     match op {
         Op::Gemm(spec) => {
             let d = gemm_dims(op, &inputs[0].desc, &inputs[1].desc, spec.trans_a, spec.trans_b)?;
-            let tiles = be.gemm_tiles();
+            let mut tiles = be.gemm_tiles();
+            if dt == DType::I8 && tiles.variant != GemmVariant::Tiled {
+                // gemm_vec is float-only: i8 → i32 keeps the tiled kernel at its defaults.
+                tiles = be.default_gemm_tiles();
+            }
             let opts =
                 format!("{topt} {} -DTRANS_A={} -DTRANS_B={}", tiles.options(), spec.trans_a as u8, spec.trans_b as u8);
             let ep = &spec.epilogue;
@@ -101,7 +105,7 @@ pub fn launch(be: &OpenClBackend, op: &Op, inputs: &[&Tensor], out: &Tensor) -> 
                 Arg::I32(act),
                 Arg::I32(res.is_some() as i32),
             ];
-            be.run(Family::Gemm, &opts, &sym("gemm_tiled"), &args, &global, Some(&local))
+            be.run(Family::Gemm, &opts, &sym(tiles.kernel()), &args, &global, Some(&local))
         }
         Op::LayerNorm { eps } => {
             let n = inputs[0].desc.shape.last();

@@ -17,5 +17,5 @@ pub mod program;
 mod storage;
 pub mod tune;
 
-pub use backend::{GemmTiles, OpenClBackend};
+pub use backend::{GemmTiles, GemmVariant, OpenClBackend};
 pub use device::{DeviceListing, list_devices};

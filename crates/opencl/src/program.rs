@@ -74,20 +74,10 @@ impl Family {
     }
 }
 
-/// The cache directory: `$OMNIFUSE_CACHE/opencl`, else `$XDG_CACHE_HOME/omnifuse/opencl`,
-/// else `$HOME/.cache/omnifuse/opencl`, else a folder in the system temp directory.
+/// The cache directory: `opencl` under omnifuse's cache root (`$OMNIFUSE_CACHE`, else
+/// `$XDG_CACHE_HOME/omnifuse`, else `~/.cache/omnifuse`).
 pub fn cache_dir() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(d) = env("OMNIFUSE_CACHE") {
-        return d.join("opencl");
-    }
-    if let Some(d) = env("XDG_CACHE_HOME") {
-        return d.join("omnifuse/opencl");
-    }
-    if let Some(d) = env("HOME") {
-        return d.join(".cache/omnifuse/opencl");
-    }
-    std::env::temp_dir().join("omnifuse/opencl")
+    omnifuse_core::cache::cache_root().join("opencl")
 }
 
 const MAGIC: &[u8; 8] = b"OFCLBIN1";

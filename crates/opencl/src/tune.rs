@@ -2,7 +2,9 @@
 //! each one's result against a host product, and keep the fastest correct one per device in
 //! a tuning file (`<cache dir>/tuning.txt`, see [`crate::program::cache_dir`]) that the
 //! backend reads when it opens. A line of the file is
-//! `device name | driver<TAB>gemm<TAB>TM TN TK WM WN<TAB>GFLOP/s`.
+//! `device name | driver<TAB>gemm<TAB>VARIANT TM TN TK WM WN<TAB>GFLOP/s`, VARIANT being
+//! `tiled` or `vec` ([`GemmVariant`]); a line without it (the first format) is `tiled`. A
+//! line this version cannot read (an unknown variant, say) is no entry, never an error.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,7 +12,7 @@ use std::time::Instant;
 use omnifuse_core::op::{GemmSpec, Op};
 use omnifuse_core::{Backend, Error, HostTensor, Result};
 
-use crate::backend::{GemmTiles, OpenClBackend};
+use crate::backend::{GemmTiles, GemmVariant, OpenClBackend};
 use crate::program::cache_dir;
 
 /// The tuning file.
@@ -23,23 +25,42 @@ pub fn device_key(device_name: &str, driver: &str) -> String {
     format!("{device_name} | {driver}").replace(['\t', '\n', '\r'], " ")
 }
 
-/// The candidates, largest work first; those a device cannot run are skipped.
-pub const CANDIDATES: [GemmTiles; 9] = [
-    GemmTiles { tm: 128, tn: 128, tk: 8, wm: 8, wn: 8 },
-    GemmTiles { tm: 128, tn: 64, tk: 16, wm: 8, wn: 4 },
-    GemmTiles { tm: 64, tn: 128, tk: 8, wm: 4, wn: 8 },
-    GemmTiles { tm: 64, tn: 64, tk: 16, wm: 4, wn: 4 },
-    GemmTiles { tm: 64, tn: 64, tk: 16, wm: 8, wn: 4 },
-    GemmTiles { tm: 64, tn: 64, tk: 8, wm: 8, wn: 8 },
-    GemmTiles { tm: 32, tn: 64, tk: 16, wm: 4, wn: 4 },
-    GemmTiles { tm: 32, tn: 32, tk: 16, wm: 4, wn: 4 },
-    GemmTiles { tm: 16, tn: 16, tk: 16, wm: 2, wn: 2 },
+/// The candidates; those a device cannot run are skipped. The `tiled` ones (largest work
+/// first) suit GPUs; the `vec` ones (no local memory, contiguous vector blocks per work-item,
+/// in one K sweep or in K blocks between barriers) suit CPU-class devices such as PoCL,
+/// where the work-items of a group run in turn on one core and share its block of B in cache.
+pub const CANDIDATES: [GemmTiles; 20] = [
+    GemmTiles::tiled(128, 128, 8, 8, 8),
+    GemmTiles::tiled(128, 64, 16, 8, 4),
+    GemmTiles::tiled(64, 128, 8, 4, 8),
+    GemmTiles::tiled(64, 64, 16, 4, 4),
+    GemmTiles::tiled(64, 64, 16, 8, 4),
+    GemmTiles::tiled(64, 64, 8, 8, 8),
+    GemmTiles::tiled(32, 64, 16, 4, 4),
+    GemmTiles::tiled(32, 32, 16, 4, 4),
+    GemmTiles::tiled(16, 16, 16, 2, 2),
+    GemmTiles::vec(64, 16, 0, 4, 16),
+    GemmTiles::vec(96, 16, 0, 12, 16),
+    GemmTiles::vec(64, 32, 0, 8, 16),
+    GemmTiles::vec(64, 8, 0, 8, 8),
+    GemmTiles::vec(32, 64, 0, 4, 4),
+    GemmTiles::vec(96, 16, 128, 12, 16),
+    GemmTiles::vec(128, 32, 128, 8, 16),
+    GemmTiles::vec(128, 64, 64, 8, 16),
+    GemmTiles::vec(256, 64, 128, 8, 16),
+    GemmTiles::vec(256, 32, 256, 8, 16),
+    GemmTiles::vec(192, 64, 128, 12, 16),
 ];
 
 fn parse_tiles(s: &str) -> Option<GemmTiles> {
-    let v: Vec<usize> = s.split_whitespace().map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let mut words = s.split_whitespace().peekable();
+    let variant = match words.peek().map(|w| w.parse::<usize>()) {
+        Some(Err(_)) => GemmVariant::parse(words.next()?)?,
+        _ => GemmVariant::Tiled,
+    };
+    let v: Vec<usize> = words.map(|x| x.parse().ok()).collect::<Option<_>>()?;
     match v[..] {
-        [tm, tn, tk, wm, wn] => Some(GemmTiles { tm, tn, tk, wm, wn }),
+        [tm, tn, tk, wm, wn] => Some(GemmTiles { variant, tm, tn, tk, wm, wn }),
         _ => None,
     }
 }
@@ -69,8 +90,8 @@ pub fn store(file: &Path, key: &str, tiles: GemmTiles, gflops: f64) -> Result<()
         })
         .map(str::to_string)
         .collect();
-    let GemmTiles { tm, tn, tk, wm, wn } = tiles;
-    lines.push(format!("{key}\tgemm\t{tm} {tn} {tk} {wm} {wn}\t{gflops:.1}"));
+    let GemmTiles { variant, tm, tn, tk, wm, wn } = tiles;
+    lines.push(format!("{key}\tgemm\t{} {tm} {tn} {tk} {wm} {wn}\t{gflops:.1}", variant.name()));
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     }
@@ -172,7 +193,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("omnifuse-tune-test-{}", std::process::id()));
         let file = dir.join("tuning.txt");
         let t1 = CANDIDATES[0];
-        let t2 = CANDIDATES[3];
+        let t2 = CANDIDATES[10];
         store(&file, "dev A | 1.0", t1, 10.0).expect("store");
         store(&file, "dev B | 2.0", t2, 20.0).expect("store");
         store(&file, "dev A | 1.0", t2, 30.0).expect("store");
@@ -181,6 +202,13 @@ mod tests {
         assert_eq!(stored(&file, "dev C | 1.0"), None);
         std::fs::write(&file, "garbage\tgemm\tx y\n").expect("write");
         assert_eq!(stored(&file, "garbage"), None);
+        // The first format (no variant) reads as tiled; an unknown variant is no entry.
+        std::fs::write(&file, "old\tgemm\t64 64 16 4 4\t3.0\nnew\tgemm\tsystolic 1 2 3 4 5\t9.0\n").expect("w");
+        assert_eq!(stored(&file, "old"), Some(GemmTiles::DEFAULT));
+        assert_eq!(stored(&file, "new"), None);
+        let v = CANDIDATES[CANDIDATES.len() - 1];
+        store(&file, "old", v, 50.0).expect("store");
+        assert_eq!(stored(&file, "old"), Some(v));
         let _ = std::fs::remove_dir_all(dir);
     }
 

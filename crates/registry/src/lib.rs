@@ -131,8 +131,7 @@ pub fn tune_gemm(name: &str, m: usize, n: usize, k: usize, reps: usize) -> Resul
         "opencl" => {
             let b = omnifuse_opencl::OpenClBackend::open(name)?;
             let (trials, win) = omnifuse_opencl::tune::tune_and_store(&b, m, n, k, reps)?;
-            let show =
-                |t: &omnifuse_opencl::GemmTiles| format!("TM={} TN={} TK={} WM={} WN={}", t.tm, t.tn, t.tk, t.wm, t.wn);
+            let show = |t: &omnifuse_opencl::GemmTiles| t.to_string();
             Ok(TuneReport {
                 device: b.name().to_string(),
                 file: omnifuse_opencl::tune::tuning_file().display().to_string(),
