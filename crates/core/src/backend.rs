@@ -139,6 +139,16 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// Whether the op set defines `kind` for `dtype` ([`OpKind::dtypes`]): the answer of a
+/// backend that implements every op of the core set.
+pub fn op_set_support(kind: OpKind, dtype: DType) -> Support {
+    if kind.dtypes().contains(&dtype) {
+        Support::Yes
+    } else {
+        Support::No(format!("{kind} is not defined for {dtype}"))
+    }
+}
+
 /// [`check_launch`], then refuse an op × dtype the backend's `supports` declines, with its
 /// reason: the whole guard a backend's `launch` runs first.
 pub fn check_supported_launch<B: Backend + ?Sized>(

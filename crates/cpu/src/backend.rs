@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use omnifuse_core::backend::check_supported_launch;
+use omnifuse_core::backend::{check_supported_launch, op_set_support};
 use omnifuse_core::op::{Op, OpKind};
 use omnifuse_core::{Backend, Buffer, DType, DeviceInfo, DeviceKind, Error, Graph, Result, Support, Tensor};
 
@@ -120,11 +120,7 @@ impl Backend for CpuBackend {
     }
 
     fn supports(&self, kind: OpKind, dtype: DType) -> Support {
-        if kind.dtypes().contains(&dtype) {
-            Support::Yes
-        } else {
-            Support::No(format!("{kind} is not defined for {dtype}"))
-        }
+        op_set_support(kind, dtype)
     }
 
     fn alloc(&self, bytes: usize) -> Result<Buffer> {

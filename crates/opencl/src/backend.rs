@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use omnifuse_core::backend::check_supported_launch;
+use omnifuse_core::backend::{check_supported_launch, op_set_support};
 use omnifuse_core::cache::KernelCache;
 use omnifuse_core::op::{Op, OpKind};
 use omnifuse_core::{Backend, Buffer, DType, DeviceInfo, DeviceKind, Error, Result, Support, Tensor};
@@ -509,11 +509,7 @@ impl Backend for OpenClBackend {
     }
 
     fn supports(&self, kind: OpKind, dtype: DType) -> Support {
-        if kind.dtypes().contains(&dtype) {
-            Support::Yes
-        } else {
-            Support::No(format!("{kind} is not defined for {dtype}"))
-        }
+        op_set_support(kind, dtype)
     }
 
     fn alloc(&self, bytes: usize) -> Result<Buffer> {
