@@ -18,6 +18,11 @@
 // Build options: TM, TN, TK, WM, WN (tile sizes; TM % WM == 0, TN % WN == 0; defaults
 // 64, 64, 16, 4, 4), TRANS_A, TRANS_B (0/1), the storage type, and GEMM_VEC (build the
 // gemm_vec variant below instead of gemm_tiled).
+// QGEMM (with T_I8): the INT8 GEMM with the dequantising epilogue fused — the i32 sum is
+// turned into v = acc · (a_scale[row] · scale) · b_scale[col] in f32, then bias, activation
+// and residual (all f32), and stored as float, or with REQUANT as char
+// clamp(round(v / requant), −127, 127) (NaN → 0). a_scale has one entry per row of all
+// batches, or one for all when a_scale_rows is 0.
 // Limits: local memory TK·(TM + TN) accumulator words (8 KiB at the defaults); the work-group
 // size (TM/WM)·(TN/WN) must not exceed the device's maximum (256 at the defaults).
 //
@@ -59,7 +64,17 @@
 #define RY (TM / WM)
 #define NT (RX * RY)
 
-#if defined(T_I8)
+#if defined(T_I8) && defined(QGEMM)
+typedef uint ACC;
+typedef float OUT_T;
+#if defined(REQUANT)
+typedef char Y_T;
+#else
+typedef float Y_T;
+#endif
+#define WIDEN(x) ((uint)(x))
+#define MADD(a, b, c) ((c) + (a) * (b))
+#elif defined(T_I8)
 typedef uint ACC;
 typedef int OUT_T;
 #define WIDEN(x) ((uint)(x))
@@ -84,8 +99,14 @@ typedef T OUT_T;
 
 #if !defined(GEMM_VEC)
 __kernel __attribute__((reqd_work_group_size(RX, RY, 1))) void K(gemm_tiled)(
-    __global const T* a_all, __global const T* b_all, __global const OUT_T* bias, __global const OUT_T* res,
-    __global OUT_T* y, ulong m, ulong n, ulong k, ulong b_stride, float scale, int has_bias, int act, int has_res) {
+    __global const T* a_all, __global const T* b_all,
+#if defined(QGEMM)
+    __global const float* a_scale, __global const float* b_scale, ulong a_scale_rows, float requant,
+    __global const OUT_T* bias, __global const OUT_T* res, __global Y_T* y,
+#else
+    __global const OUT_T* bias, __global const OUT_T* res, __global OUT_T* y,
+#endif
+    ulong m, ulong n, ulong k, ulong b_stride, float scale, int has_bias, int act, int has_res) {
     __local ACC As[TK][TM];
     __local ACC Bs[TK][TN];
     size_t batch = get_group_id(2);
@@ -156,7 +177,23 @@ __kernel __attribute__((reqd_work_group_size(RX, RY, 1))) void K(gemm_tiled)(
                 continue;
             }
             size_t o = (batch * m + i) * n + j;
-#if defined(T_I8)
+#if defined(QGEMM)
+            float sa = a_scale[a_scale_rows ? batch * m + i : 0] * scale;
+            float v = (float)as_int(acc[r][c]) * sa * b_scale[j];
+            if (has_bias) {
+                v += bias[j];
+            }
+            v = activate(v, act);
+            if (has_res) {
+                v += res[o];
+            }
+#if defined(REQUANT)
+            float q = round(v / requant);
+            y[o] = isnan(q) ? (char)0 : (char)clamp(q, -127.0f, 127.0f);
+#else
+            y[o] = v;
+#endif
+#elif defined(T_I8)
             y[o] = as_int(acc[r][c]);
 #else
             float v = acc[r][c] * scale;
@@ -197,8 +234,14 @@ inline VT b_gather(__global const T* bm, size_t p, size_t j0, size_t n, size_t k
 }
 
 __kernel __attribute__((reqd_work_group_size(RX, RY, 1))) void K(gemm_vec)(
-    __global const T* a_all, __global const T* b_all, __global const OUT_T* bias, __global const OUT_T* res,
-    __global OUT_T* y, ulong m, ulong n, ulong k, ulong b_stride, float scale, int has_bias, int act, int has_res) {
+    __global const T* a_all, __global const T* b_all,
+#if defined(QGEMM)
+    __global const float* a_scale, __global const float* b_scale, ulong a_scale_rows, float requant,
+    __global const OUT_T* bias, __global const OUT_T* res, __global Y_T* y,
+#else
+    __global const OUT_T* bias, __global const OUT_T* res, __global OUT_T* y,
+#endif
+    ulong m, ulong n, ulong k, ulong b_stride, float scale, int has_bias, int act, int has_res) {
     size_t batch = get_group_id(2);
     __global const T* a = a_all + batch * m * k;
     __global const T* bm = b_all + batch * b_stride;

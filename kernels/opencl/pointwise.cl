@@ -1,5 +1,5 @@
 // pointwise.cl — elementwise ops: GELU, ReLU, scale, add/mul with suffix broadcast,
-// quantize to i8, dequantize from i8/i32.
+// quantize to i8 (per tensor, or per row for the INT8 GEMM), dequantize from i8/i32.
 //
 // Algorithm: one work-item per output element, no local memory. Add/mul read `b[i % nb]`
 // (b is a suffix of a's shape, so it repeats along a's leading axes); on i32 they wrap
@@ -68,6 +68,30 @@ __kernel void K(quantize)(__global const T* x, __global char* y, ulong n, float 
     if (i < n) {
         float q = round(LD(x, i) / scale);
         y[i] = isnan(q) ? (char)0 : (char)clamp(q, -127.0f, 127.0f);
+    }
+}
+
+// Per-row (per-token) dynamic quantisation for the INT8 GEMM, one work-item per row:
+// scale = max|x| / 127 (1 for a row with no finite non-zero maximum), q = round(x / scale)
+// clamped to [-127, 127], NaN → 0 — the same f32 steps as the CPU tiers, so the i8 values
+// agree bit for bit.
+__kernel void K(quantize_rows)(__global const T* x, __global char* y, __global float* scales, ulong rows, ulong k) {
+    size_t r = get_global_id(0);
+    if (r >= rows) {
+        return;
+    }
+    float amax = 0.0f;
+    for (size_t p = 0; p < k; p++) {
+        float a = fabs(LD(x, r * k + p));
+        if (a > amax) {
+            amax = a;
+        }
+    }
+    float scale = (amax > 0.0f && isfinite(amax)) ? amax / 127.0f : 1.0f;
+    scales[r] = scale;
+    for (size_t p = 0; p < k; p++) {
+        float q = round(LD(x, r * k + p) / scale);
+        y[r * k + p] = isnan(q) ? (char)0 : (char)clamp(q, -127.0f, 127.0f);
     }
 }
 #endif

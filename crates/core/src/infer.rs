@@ -156,6 +156,53 @@ impl Op {
                 }
                 out(shape, out_dtype)
             }
+            Op::QGemm(spec) => {
+                let ep = &spec.epilogue;
+                let a = inputs.first().copied();
+                let a_i8 = a.is_some_and(|a| a.dtype == DType::I8);
+                let want = 3 + a_i8 as usize + ep.bias as usize + ep.residual as usize;
+                expect_inputs(self, inputs, want)?;
+                let (a, b) = (inputs[0], inputs[1]);
+                expect_dtype_in(self, "A", a.dtype, OpKind::QGemm.dtypes())?;
+                expect_same_dtype(self, "B", b.dtype, DType::I8)?;
+                expect_rank(self, "B (the weight, [N, K])", &b.shape, &[2])?;
+                let d = gemm_dims(self, a, b, false, true)?;
+                if !ep.scale.is_finite() {
+                    return Err(Error::invalid(format!("qgemm: epilogue scale must be finite, got {}", ep.scale)));
+                }
+                if let Some(rq) = spec.requant {
+                    expect_scale(self, "requant step", rq)?;
+                }
+                let shape = if d.batched_out { Shape::from([d.batch, d.m, d.n]) } else { Shape::from([d.m, d.n]) };
+                let b_scale = inputs[2];
+                expect_same_dtype(self, "b_scale", b_scale.dtype, DType::F32)?;
+                expect_shape(self, "b_scale", &b_scale.shape, &Shape::from([d.n]))?;
+                let mut next = 3;
+                if a_i8 {
+                    let s = inputs[next];
+                    expect_same_dtype(self, "a_scale", s.dtype, DType::F32)?;
+                    let rows = d.batch * d.m;
+                    if s.shape != Shape::from([rows]) && s.shape != Shape::from([1]) {
+                        return Err(Error::shape(
+                            self.name(),
+                            format!("a_scale is {}, expected [{rows}] (one per row of A) or [1] (per tensor)", s.shape),
+                        ));
+                    }
+                    next += 1;
+                }
+                if ep.bias {
+                    let bias = inputs[next];
+                    expect_same_dtype(self, "bias", bias.dtype, DType::F32)?;
+                    expect_shape(self, "bias", &bias.shape, &Shape::from([d.n]))?;
+                    next += 1;
+                }
+                if ep.residual {
+                    let r = inputs[next];
+                    expect_same_dtype(self, "residual", r.dtype, DType::F32)?;
+                    expect_shape(self, "residual", &r.shape, &shape)?;
+                }
+                out(shape, if spec.requant.is_some() { DType::I8 } else { DType::F32 })
+            }
             Op::LayerNorm { eps } => {
                 expect_inputs(self, inputs, 3)?;
                 let x = inputs[0];

@@ -27,6 +27,6 @@ pub use buffer::{Buffer, BufferStorage};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use graph::{Graph, NodeId, ValueId};
-pub use op::{Activation, Epilogue, GemmSpec, Op, PoolKind};
+pub use op::{Activation, Epilogue, GemmSpec, Op, PoolKind, QGemmSpec};
 pub use shape::Shape;
 pub use tensor::{HostTensor, Tensor, TensorDesc};

@@ -76,6 +76,29 @@ pub struct GemmSpec {
     pub epilogue: Epilogue,
 }
 
+/// An INT8 GEMM with the dequantising epilogue fused: `i8 × i8 → i32`, then, in one pass over
+/// the output, `out = act(acc · a_scale[row] · b_scale[col] · epilogue.scale + bias[col]) +
+/// residual`, optionally requantised to i8 with `q = clamp(round(out / requant), −127, 127)`
+/// (rounding half away from zero, as [`Op::Quantize`] does).
+///
+/// Inputs, in order: `A`, `B`, `b_scale`, then `a_scale` when `A` is i8, then `bias` if
+/// [`Epilogue::bias`], then `residual` if [`Epilogue::residual`].
+/// - `A` is `[M, K]` or `[batch, M, K]` (never transposed). When `A` is i8 it is already
+///   quantised and `a_scale` (f32, `[batch·M]` per row, or `[1]` for one per-tensor scale, as
+///   static calibration gives) says how. When `A` is f32/f16/bf16 it is quantised per row
+///   (per token) on the fly: `a_scale[row] = max|A[row, ·]| / 127` (1 for an all-zero row) and
+///   `A_q = clamp(round(A / a_scale[row]), −127, 127)`, computed in f32 exactly as written.
+/// - `B` is the weight, i8 `[N, K]` (the layout of a `Linear` weight), symmetric per output
+///   channel with `b_scale` f32 `[N]`.
+/// - The output is f32 `[M, N]` / `[batch, M, N]`, or i8 of that shape with `requant`.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct QGemmSpec {
+    /// The fused epilogue after dequantisation.
+    pub epilogue: Epilogue,
+    /// Requantise the result to i8 with this step (for a following INT8 layer).
+    pub requant: Option<f32>,
+}
+
 /// Reduction used by [`Op::Pool`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PoolKind {
@@ -90,6 +113,8 @@ pub enum PoolKind {
 pub enum Op {
     /// Matrix product with epilogue; see [`GemmSpec`].
     Gemm(GemmSpec),
+    /// INT8 matrix product with the dequantising epilogue fused; see [`QGemmSpec`].
+    QGemm(QGemmSpec),
     /// Layer normalisation over the last axis: inputs `x [.., N]`, `gamma [N]`, `beta [N]`;
     /// `y = (x − mean) / sqrt(var + eps) · gamma + beta` with the biased variance.
     LayerNorm {
@@ -200,6 +225,8 @@ pub enum Op {
 pub enum OpKind {
     /// [`Op::Gemm`]
     Gemm,
+    /// [`Op::QGemm`]
+    QGemm,
     /// [`Op::LayerNorm`]
     LayerNorm,
     /// [`Op::Softmax`]
@@ -245,8 +272,9 @@ const ALL: &[DType] = &DType::ALL;
 
 impl OpKind {
     /// Every op kind.
-    pub const ALL: [OpKind; 20] = [
+    pub const ALL: [OpKind; 21] = [
         OpKind::Gemm,
+        OpKind::QGemm,
         OpKind::LayerNorm,
         OpKind::Softmax,
         OpKind::Gelu,
@@ -272,6 +300,7 @@ impl OpKind {
     pub fn name(self) -> &'static str {
         match self {
             OpKind::Gemm => "gemm",
+            OpKind::QGemm => "qgemm",
             OpKind::LayerNorm => "layernorm",
             OpKind::Softmax => "softmax",
             OpKind::Gelu => "gelu",
@@ -306,7 +335,7 @@ impl OpKind {
     /// backend's `supports` answers against).
     pub fn dtypes(self) -> &'static [DType] {
         match self {
-            OpKind::Gemm => &[DType::F32, DType::F16, DType::BF16, DType::I8],
+            OpKind::Gemm | OpKind::QGemm => &[DType::F32, DType::F16, DType::BF16, DType::I8],
             OpKind::Add | OpKind::Mul => &[DType::F32, DType::F16, DType::BF16, DType::I32],
             OpKind::Im2col | OpKind::Concat | OpKind::Slice | OpKind::Permute | OpKind::Reshape => ALL,
             OpKind::Dequantize => &[DType::I8, DType::I32],
@@ -326,6 +355,7 @@ impl Op {
     pub fn kind(&self) -> OpKind {
         match self {
             Op::Gemm(_) => OpKind::Gemm,
+            Op::QGemm(_) => OpKind::QGemm,
             Op::LayerNorm { .. } => OpKind::LayerNorm,
             Op::Softmax => OpKind::Softmax,
             Op::Gelu => OpKind::Gelu,

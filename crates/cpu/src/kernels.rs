@@ -77,6 +77,59 @@ impl<'a, T> GemmArgs<'a, T> {
     }
 }
 
+/// The quantised `A` of an INT8 GEMM: rows of i8 with their scales (one per row, or one for
+/// all), after [`crate::quant::quantize_rows`] when the op was given floats.
+#[derive(Clone, Copy, Debug)]
+pub struct QuantA<'a> {
+    /// `[batch·m, k]` row-major.
+    pub data: &'a [i8],
+    /// `batch·m` scales, or one.
+    pub scale: &'a [f32],
+}
+
+impl QuantA<'_> {
+    /// The scale of global row `row`.
+    #[inline]
+    pub fn scale_of(&self, row: usize) -> f32 {
+        if self.scale.len() == 1 { self.scale[0] } else { self.scale[row] }
+    }
+}
+
+/// An INT8 GEMM with the dequantising epilogue (see `omnifuse_core::op::QGemmSpec`):
+/// `out[b,i,j] = act(acc · a_scale[b·m+i] · b_scale[j] · epilogue.scale + bias[j]) + residual`.
+#[derive(Clone, Copy, Debug)]
+pub struct QGemmArgs<'a> {
+    /// Number of products (`A` batches; `B` is shared).
+    pub batch: usize,
+    /// Output rows per batch.
+    pub m: usize,
+    /// Output columns.
+    pub n: usize,
+    /// Reduction length.
+    pub k: usize,
+    /// Quantised `A`.
+    pub a: QuantA<'a>,
+    /// Weights `[n, k]`.
+    pub b: &'a [i8],
+    /// Per-column (output channel) weight scales, `n` of them.
+    pub b_scale: &'a [f32],
+    /// The epilogue after dequantisation.
+    pub epilogue: Epilogue,
+    /// Bias of length `n`.
+    pub bias: Option<&'a [f32]>,
+    /// Residual shaped like the output.
+    pub residual: Option<&'a [f32]>,
+}
+
+/// Where an INT8 GEMM writes: f32, or i8 requantised with a step.
+#[derive(Debug)]
+pub enum QOut<'a> {
+    /// Dequantised f32.
+    F32(&'a mut [f32]),
+    /// Requantised: `clamp(round(v / step), −127, 127)`.
+    I8(&'a mut [i8], f32),
+}
+
 /// Elementwise binary ops with suffix broadcasting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Binary {
@@ -173,6 +226,8 @@ pub trait Kernels: Sync {
     fn name(&self) -> &'static str;
     /// f32 GEMM with epilogue.
     fn gemm_f32(&self, g: &GemmArgs<f32>, out: &mut [f32]);
+    /// INT8 GEMM with the dequantising epilogue fused.
+    fn qgemm(&self, g: &QGemmArgs, out: QOut<'_>);
     /// i8 × i8 → i32 GEMM (the epilogue is identity).
     fn gemm_i8(&self, g: &GemmArgs<i8>, out: &mut [i32]);
     /// Layer norm over rows of length `n`.

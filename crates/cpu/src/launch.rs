@@ -10,7 +10,10 @@ use omnifuse_core::op::Op;
 use omnifuse_core::tensor::bytes_to_f32;
 use omnifuse_core::{DType, Error, Result, TensorDesc};
 
-use crate::kernels::{AttentionArgs, Binary, Conv1dShape, FusedAttentionArgs, GemmArgs, Kernels};
+use crate::kernels::{
+    AttentionArgs, Binary, Conv1dShape, FusedAttentionArgs, GemmArgs, Kernels, QGemmArgs, QOut, QuantA,
+};
+use crate::quant::quantize_rows;
 
 /// An input: its description and its bytes (exactly `desc.bytes()` long).
 pub struct In<'a> {
@@ -100,6 +103,44 @@ pub fn launch(k: &dyn Kernels, op: &Op, inputs: &[In<'_>], out_desc: &TensorDesc
                 k.gemm_f32(&GemmArgs::new(&d, spec, &a, &b, bias.as_deref(), residual.as_deref()), o);
                 Ok(())
             })
+        }
+        Op::QGemm(spec) => {
+            let d = gemm_dims(op, inputs[0].desc, inputs[1].desc, false, true)?;
+            let b = cast::<i8>(inputs[1].bytes);
+            let b_scale = f32s(&inputs[2]);
+            let a_i8 = inputs[0].desc.dtype == DType::I8;
+            let (a_data, a_scale): (Cow<[i8]>, Cow<[f32]>) = if a_i8 {
+                (cast::<i8>(inputs[0].bytes), f32s(&inputs[3]))
+            } else {
+                let (q, s) = quantize_rows(&f32s(&inputs[0]), d.batch * d.m, d.k);
+                (Cow::Owned(q), Cow::Owned(s))
+            };
+            // Optional operands follow in the order bias, residual.
+            let mut extra = inputs[3 + usize::from(a_i8)..].iter();
+            let bias = spec.epilogue.bias.then(|| extra.next().map(f32s)).flatten();
+            let residual = spec.epilogue.residual.then(|| extra.next().map(f32s)).flatten();
+            let g = QGemmArgs {
+                batch: d.batch,
+                m: d.m,
+                n: d.n,
+                k: d.k,
+                a: QuantA { data: &a_data, scale: &a_scale },
+                b: &b,
+                b_scale: &b_scale,
+                epilogue: spec.epilogue,
+                bias: bias.as_deref(),
+                residual: residual.as_deref(),
+            };
+            match spec.requant {
+                Some(step) => {
+                    k.qgemm(&g, QOut::I8(bytemuck::cast_slice_mut(out), step));
+                    Ok(())
+                }
+                None => store_f32(od, out, |o| {
+                    k.qgemm(&g, QOut::F32(o));
+                    Ok(())
+                }),
+            }
         }
         Op::LayerNorm { eps } => {
             let (x, g, b) = (f32s(&inputs[0]), f32s(&inputs[1]), f32s(&inputs[2]));

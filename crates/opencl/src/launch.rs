@@ -6,7 +6,7 @@
 use omnifuse_core::attention::{MaskMode, sequences};
 use omnifuse_core::infer::gemm_dims;
 use omnifuse_core::op::{Activation, Op, PoolKind};
-use omnifuse_core::{DType, Error, Result, Tensor};
+use omnifuse_core::{Backend, DType, Error, Result, Tensor};
 
 use crate::backend::{Arg, GemmVariant, OpenClBackend};
 use crate::program::Family;
@@ -106,6 +106,61 @@ pub fn launch(be: &OpenClBackend, op: &Op, inputs: &[&Tensor], out: &Tensor) -> 
                 Arg::I32(res.is_some() as i32),
             ];
             be.run(Family::Gemm, &opts, &sym(tiles.kernel()), &args, &global, Some(&local))
+        }
+        Op::QGemm(spec) => {
+            let d = gemm_dims(op, &inputs[0].desc, &inputs[1].desc, false, true)?;
+            let rows = d.batch * d.m;
+            // A given as floats is quantised per row first, into buffers of this launch (the
+            // runtime keeps them alive until the kernels that use them have run).
+            let quantised;
+            let (a_mem, a_scale_mem, a_scale_rows) = if dt == DType::I8 {
+                let s = inputs[3];
+                (x0, be.mem(s)?, if s.desc.numel() == 1 { 0 } else { rows })
+            } else {
+                let q = be.alloc(rows * d.k)?;
+                let sc = be.alloc(rows * 4)?;
+                quantised = (q, sc);
+                let (q, sc) = (be.storage(&quantised.0)?.raw(), be.storage(&quantised.1)?.raw());
+                let args = [Arg::Mem(x0), Arg::Mem(q), Arg::Mem(sc), u(rows), u(d.k)];
+                be.run_1d(Family::Pointwise, topt, &sym("quantize_rows"), &args, rows)?;
+                (q, sc, rows)
+            };
+            // The tiled kernel at its defaults: gemm_vec is float-only.
+            let mut tiles = be.default_gemm_tiles();
+            tiles.variant = GemmVariant::Tiled;
+            let requant = if spec.requant.is_some() { " -DREQUANT" } else { "" };
+            let opts = format!("-DT_I8 {} -DTRANS_A=0 -DTRANS_B=1 -DQGEMM{requant}", tiles.options());
+            let ep = &spec.epilogue;
+            let mut extra = inputs[3 + usize::from(dt == DType::I8)..].iter();
+            let bias = if ep.bias { extra.next().map(|t| be.mem(t)).transpose()? } else { None };
+            let res = if ep.residual { extra.next().map(|t| be.mem(t)).transpose()? } else { None };
+            let act = match ep.activation {
+                Activation::None => 0,
+                Activation::Relu => 1,
+                Activation::Gelu => 2,
+            };
+            let local = [tiles.tn / tiles.wn, tiles.tm / tiles.wm, 1];
+            let global = [d.n.div_ceil(tiles.tn) * local[0], rows.div_ceil(tiles.tm) * local[1], 1];
+            let args = [
+                Arg::Mem(a_mem),
+                Arg::Mem(be.mem(inputs[1])?),
+                Arg::Mem(a_scale_mem),
+                Arg::Mem(be.mem(inputs[2])?),
+                u(a_scale_rows),
+                Arg::F32(spec.requant.unwrap_or(1.0)),
+                Arg::Mem(bias.unwrap_or(y)),
+                Arg::Mem(res.unwrap_or(y)),
+                Arg::Mem(y),
+                u(rows),
+                u(d.n),
+                u(d.k),
+                u(0),
+                Arg::F32(ep.scale),
+                Arg::I32(bias.is_some() as i32),
+                Arg::I32(act),
+                Arg::I32(res.is_some() as i32),
+            ];
+            be.run(Family::Gemm, &opts, "gemm_tiled_i8", &args, &global, Some(&local))
         }
         Op::LayerNorm { eps } => {
             let n = inputs[0].desc.shape.last();

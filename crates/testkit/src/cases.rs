@@ -3,7 +3,7 @@
 //! from a seeded generator so every case can be replayed from its printed label.
 
 use half::{bf16, f16};
-use omnifuse_core::op::{Activation, Epilogue, GemmSpec, Op, OpKind, PoolKind};
+use omnifuse_core::op::{Activation, Epilogue, GemmSpec, Op, OpKind, PoolKind, QGemmSpec};
 use omnifuse_core::{AttentionSpec, DType, HostTensor, MaskMode};
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
@@ -143,6 +143,46 @@ fn gemm(dtype: DType) -> BoxedStrategy<Case> {
         .boxed()
 }
 
+/// INT8 GEMM with the fused dequantising epilogue: `A` as floats (quantised per row by the
+/// op) or as i8 with per-row or per-tensor scales, full-range i8 weights with per-channel
+/// scales, every epilogue, and f32 or requantised i8 output.
+fn qgemm(dtype: DType) -> BoxedStrategy<Case> {
+    let int = dtype == DType::I8;
+    (
+        (0..=3usize, dim(), dim(), dim()),
+        (any::<bool>(), prop::sample::select(vec![None, Some(0.02f32), Some(0.5)])),
+        (prop::sample::select(vec![1.0f32, 0.5, -1.25]), any::<bool>(), activation(), any::<bool>()),
+        any::<u64>(),
+    )
+        .prop_map(move |((batch, m, n, mut k), (per_row, requant), (scale, bias, act, residual), seed)| {
+            while batch.max(1) * m * n * k > 4_000_000 && k > 1 {
+                k /= 2;
+            }
+            let mut rng = Rng::new(seed);
+            let epilogue = Epilogue { scale, bias, activation: act, residual };
+            let lead = |d: [usize; 2]| if batch > 0 { vec![batch, d[0], d[1]] } else { d.to_vec() };
+            let rows = batch.max(1) * m;
+            let a = tensor(&lead([m, k]), dtype, if int { 127.0 } else { 3.0 }, &mut rng);
+            let b = tensor(&[n, k], DType::I8, 127.0, &mut rng);
+            let positive = |len: usize, rng: &mut Rng| {
+                let v: Vec<f32> = (0..len).map(|_| rng.uniform(0.001, 0.02)).collect();
+                HostTensor::from_slice([len], &v).expect("scales match their shape")
+            };
+            let mut inputs = vec![a, b, positive(n, &mut rng)];
+            if int {
+                inputs.push(positive(if per_row { rows } else { 1 }, &mut rng));
+            }
+            if bias {
+                inputs.push(tensor(&[n], DType::F32, 2.0, &mut rng));
+            }
+            if residual {
+                inputs.push(tensor(&lead([m, n]), DType::F32, 2.0, &mut rng));
+            }
+            Case { op: Op::QGemm(QGemmSpec { epilogue, requant }), inputs }
+        })
+        .boxed()
+}
+
 fn unary(kind: OpKind, dtype: DType) -> BoxedStrategy<Case> {
     (shape(3), prop::sample::select(vec![1.0f32, 4.0, 30.0]), any::<u64>())
         .prop_map(move |(s, range, seed)| {
@@ -229,6 +269,7 @@ fn fused_attention(dtype: DType) -> BoxedStrategy<Case> {
 pub fn strategy(kind: OpKind, dtype: DType) -> BoxedStrategy<Case> {
     match kind {
         OpKind::Gemm => gemm(dtype),
+        OpKind::QGemm => qgemm(dtype),
         OpKind::Softmax | OpKind::Gelu | OpKind::Relu | OpKind::Scale => unary(kind, dtype),
         OpKind::LayerNorm => (shape(3), any::<u64>())
             .prop_map(move |(s, seed)| {

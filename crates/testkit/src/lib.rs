@@ -96,7 +96,7 @@ macro_rules! conformance_suite {
                 stringify!($mode) == "require_all"
             }
 
-            $crate::conformance_suite!(@ops gemm Gemm, layernorm LayerNorm, softmax Softmax, gelu Gelu, relu Relu,
+            $crate::conformance_suite!(@ops gemm Gemm, qgemm QGemm, layernorm LayerNorm, softmax Softmax, gelu Gelu, relu Relu,
                 add Add, mul Mul, scale Scale, embedding Embedding, conv1d Conv1d, im2col Im2col, pool Pool,
                 concat Concat, slice Slice, permute Permute, reshape Reshape, quantize Quantize, dequantize Dequantize,
                 attention Attention, fused_attention FusedAttention);

@@ -1,7 +1,7 @@
 //! Bad input, per op: shapes, dtypes and parameters that must be refused with an error naming
 //! the problem — through `launch` on the backend, not only at graph build time.
 
-use omnifuse_core::op::{Epilogue, GemmSpec, Op, OpKind, PoolKind};
+use omnifuse_core::op::{Epilogue, GemmSpec, Op, OpKind, PoolKind, QGemmSpec};
 use omnifuse_core::{AttentionSpec, Backend, DType, HostTensor, MaskMode, Tensor, TensorDesc};
 
 /// One invalid call and a fragment its error message must contain.
@@ -33,7 +33,20 @@ pub fn rejections() -> Vec<Rejection> {
         Op::Gemm(GemmSpec { epilogue: Epilogue { bias: true, ..Epilogue::default() }, ..GemmSpec::default() });
     let gemm_i8_ep =
         Op::Gemm(GemmSpec { epilogue: Epilogue { scale: 2.0, ..Epilogue::default() }, ..GemmSpec::default() });
+    let qgemm = Op::QGemm(QGemmSpec::default());
+    let i8_ = DType::I8;
     vec![
+        r(qgemm.clone(), vec![f(&[2, 3]), t(&[5, 4], i8_), f(&[5])], "inner dimensions differ"),
+        r(qgemm.clone(), vec![f(&[2, 3]), f(&[5, 3]), f(&[5])], "dtype mismatch"),
+        r(qgemm.clone(), vec![f(&[2, 3]), t(&[5, 3], i8_), f(&[4])], "b_scale"),
+        r(qgemm.clone(), vec![t(&[2, 3], i8_), t(&[5, 3], i8_), f(&[5]), f(&[3])], "a_scale"),
+        r(qgemm.clone(), vec![t(&[2, 3], i8_), t(&[5, 3], i8_), f(&[5])], "expected 4 input"),
+        r(qgemm.clone(), vec![t(&[2, 3], DType::I32), t(&[5, 3], i8_), f(&[5])], "dtype mismatch"),
+        r(
+            Op::QGemm(QGemmSpec { requant: Some(0.0), ..QGemmSpec::default() }),
+            vec![f(&[2, 3]), t(&[5, 3], i8_), f(&[5])],
+            "requant",
+        ),
         r(gemm.clone(), vec![f(&[2, 3]), f(&[4, 5])], "inner dimensions differ"),
         r(gemm.clone(), vec![f(&[2, 3]), t(&[3, 5], DType::F16)], "dtype mismatch"),
         r(gemm.clone(), vec![f(&[6]), f(&[6, 2])], "rank"),

@@ -14,7 +14,7 @@ mod pointwise;
 use omnifuse_core::Result;
 use omnifuse_core::op::PoolKind;
 
-use crate::kernels::{AttentionArgs, Binary, Conv1dShape, FusedAttentionArgs, GemmArgs, Kernels};
+use crate::kernels::{AttentionArgs, Binary, Conv1dShape, FusedAttentionArgs, GemmArgs, Kernels, QGemmArgs, QOut};
 
 /// The fast kernels.
 #[derive(Clone, Copy, Debug, Default)]
@@ -26,6 +26,9 @@ impl Kernels for Fast {
     }
     fn gemm_f32(&self, g: &GemmArgs<f32>, out: &mut [f32]) {
         gemm::gemm_f32(g, out)
+    }
+    fn qgemm(&self, g: &QGemmArgs, out: QOut<'_>) {
+        gemm::qgemm(g, out)
     }
     fn gemm_i8(&self, g: &GemmArgs<i8>, out: &mut [i32]) {
         gemm::gemm_i8(g, out)

@@ -24,15 +24,17 @@ mod int8;
 mod kernel;
 mod pack;
 mod portable;
+mod qgemm;
+pub mod vnni;
 
 use std::cell::RefCell;
 
 use omnifuse_core::op::Epilogue;
 use rayon::prelude::*;
 
-pub use int8::gemm_i8;
 use kernel::MicroKernel;
 use pack::{Operand, pack_dyn};
+pub use qgemm::{kernel_name as int8_kernel_name, qgemm};
 
 use crate::epilogue;
 use crate::features::Isa;
@@ -62,6 +64,28 @@ pub fn f32_kernel_name() -> &'static str {
         Isa::Avx512 => Avx512Kernel::NAME,
         Isa::Avx2 => Avx2Kernel::NAME,
         Isa::Portable => PortableKernel::NAME,
+    }
+}
+
+/// i8 × i8 → i32 GEMM (wrapping); see [`GemmArgs`] for the layout contract. Runs on the
+/// byte dot-product kernels where the CPU has them, else on the widening multiply-add one.
+pub fn gemm_i8(g: &GemmArgs<i8>, out: &mut [i32]) {
+    match vnni::Level::detect() {
+        Some(level) => {
+            let p = vnni::Problem {
+                batch: g.batch,
+                m: g.m,
+                n: g.n,
+                k: g.k,
+                a: g.a,
+                trans_a: g.trans_a,
+                b: g.b,
+                trans_b: g.trans_b,
+                b_shared: g.b_shared,
+            };
+            level.run(&p, &qgemm::ToI32 { m: g.m, n: g.n, out: out.as_mut_ptr() });
+        }
+        None => int8::gemm_i8(g, out),
     }
 }
 
