@@ -24,7 +24,9 @@ pub struct Args {
     /// next to the unfused GEMM–softmax–GEMM path).
     #[arg(long, default_value = "gemm")]
     op: String,
-    /// Element type: f32, f16, bf16 or i8 (i8 accumulates to i32).
+    /// Element type: f32, f16, bf16 or i8 (i8 accumulates to i32, timed against the peer's
+    /// f32); or int8: the INT8 GEMM bare, with its fused dequantising epilogue, and with
+    /// per-token quantisation of f32 input, next to our f32 GEMM and the peer's, one run.
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// Rows of the output.
@@ -172,6 +174,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let kind = OpKind::parse(&args.op)?;
     if kind != OpKind::Gemm {
         return Err(Error::invalid(format!("kernels: '{}' has no benchmark yet; available: gemm, attention", args.op)));
+    }
+    if args.dtype == "int8" {
+        let a = crate::kernels_int8::Int8Args {
+            backend: &args.backend,
+            mnk: (args.m, args.n, args.k),
+            threads: args.threads,
+            peer: args.peer,
+            reps: args.reps,
+            json: args.json,
+        };
+        if args.m == 0 || args.n == 0 || args.k == 0 {
+            return Err(Error::invalid("kernels: m, n and k must be positive"));
+        }
+        return crate::kernels_int8::run(&a);
     }
     let dtype: DType = args.dtype.parse()?;
     if !OpKind::Gemm.dtypes().contains(&dtype) {

@@ -11,6 +11,7 @@ mod index;
 mod info;
 mod init_model;
 mod kernels;
+mod kernels_int8;
 mod peers;
 mod run;
 mod table;

@@ -8,14 +8,52 @@ use rayon::prelude::*;
 /// Above this many elements rows are quantised in parallel (the result is the same).
 const PARALLEL_ELEMS: usize = 1 << 16;
 
-/// Quantise one row into `out`; returns its scale. A NaN element quantises to 0.
-#[inline]
+/// Quantise one row into `out`; returns its scale. A NaN element quantises to 0. Compiled
+/// for the CPU's SIMD level (without SSE4.1 `round` is a library call per element); the
+/// result is the same at every level, since each step is one correctly rounded operation.
 pub fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 {
-    let amax = x.iter().fold(0.0f32, |m, &v| if v.abs() > m { v.abs() } else { m });
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+        fn avx512(x: &[f32], out: &mut [i8]) -> f32 {
+            row(x, out)
+        }
+        #[target_feature(enable = "avx2,fma,sse4.1")]
+        fn avx2(x: &[f32], out: &mut [i8]) -> f32 {
+            row(x, out)
+        }
+        use crate::features::Isa;
+        match Isa::active() {
+            // SAFETY: `Isa::active` returns a level only when all its features were detected.
+            Isa::Avx512 => return unsafe { avx512(x, out) },
+            // SAFETY: as above.
+            Isa::Avx2 => return unsafe { avx2(x, out) },
+            Isa::Portable => {}
+        }
+    }
+    row(x, out)
+}
+
+#[inline(always)]
+fn row(x: &[f32], out: &mut [i8]) -> f32 {
+    // Sixteen running maxima (lane-wise, so the loop vectorises); a NaN never compares
+    // greater, so it is ignored, and max is order-independent, so the result is the same as
+    // one running maximum.
+    let mut lanes = [0.0f32; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            let a = v.abs();
+            *m = if a > *m { a } else { *m };
+        }
+    }
+    let amax = chunks.remainder().iter().chain(&lanes).fold(0.0f32, |m, &v| if v.abs() > m { v.abs() } else { m });
     let scale = if amax > 0.0 && amax.is_finite() { amax / 127.0 } else { 1.0 };
     for (o, &v) in out.iter_mut().zip(x) {
-        // `as` saturates and maps NaN to 0.
-        *o = (v / scale).round().clamp(-127.0, 127.0) as i8;
+        let q = (v / scale).round().clamp(-127.0, 127.0);
+        let q = if q.is_nan() { 0.0 } else { q };
+        // SAFETY: `q` is finite and within [-127, 127], so it fits an i32 exactly.
+        *o = unsafe { q.to_int_unchecked::<i32>() } as i8;
     }
     scale
 }

@@ -410,7 +410,9 @@ mod tests {
         };
         let shapes = [(1, 1, 1, 1), (2, 7, 65, 9), (1, 13, 129, 1023), (3, 6, 64, 4), (1, 100, 3, 2050)];
         for &(batch, m, n, k) in &shapes {
-            for (ta, tb, shared) in [(false, true, true), (true, false, false), (false, false, true), (true, true, false)] {
+            for (ta, tb, shared) in
+                [(false, true, true), (true, false, false), (false, false, true), (true, true, false)]
+            {
                 let a: Vec<i8> = (0..batch * m * k).map(|_| byte()).collect();
                 let nb = if shared { 1 } else { batch };
                 let b: Vec<i8> = (0..nb * k * n).map(|_| byte()).collect();
