@@ -32,14 +32,6 @@ pub struct Int8Args<'a> {
     pub json: bool,
 }
 
-/// Quantise columns of a `[n, k]` weight per row of that matrix (per output channel).
-fn quantize_weight(w: &[f32], k: usize) -> (Vec<i8>, Vec<f32>) {
-    let mut q = vec![0i8; w.len()];
-    let scales =
-        w.chunks_exact(k).zip(q.chunks_exact_mut(k)).map(|(r, o)| omnifuse_cpu::quant::quantize_row(r, o)).collect();
-    (q, scales)
-}
-
 fn rel_err(got: &[f32], want: &[f32]) -> f64 {
     let (mut e, mut s) = (0.0f64, 0.0f64);
     for (&g, &w) in got.iter().zip(want) {
@@ -86,7 +78,7 @@ pub fn run(args: &Int8Args) -> Result<ExitCode> {
     let w: Vec<f32> = (0..n * k).map(|_| rng.uniform(-1.0, 1.0) / (k as f32).sqrt()).collect();
     let bias: Vec<f32> = (0..n).map(|_| rng.uniform(-0.1, 0.1)).collect();
     let (aq, a_scale) = omnifuse_cpu::quant::quantize_rows(&a, m, k);
-    let (wq, w_scale) = quantize_weight(&w, k);
+    let (wq, w_scale) = omnifuse_core::quant::quantize_matrix(&w, k);
     let up = |t: HostTensor| dev.to_device(&t);
     let t_a = up(HostTensor::from_slice([m, k], &a)?)?;
     let t_aq = up(HostTensor::from_slice([m, k], &aq)?)?;

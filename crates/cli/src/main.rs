@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 a check found a failure, 2 bad input or an unusable device.
 
+mod accuracy;
 mod attention;
 mod bench;
 mod check;
@@ -13,6 +14,7 @@ mod init_model;
 mod kernels;
 mod kernels_int8;
 mod peers;
+mod quantize;
 mod run;
 mod table;
 mod timing;
@@ -51,6 +53,10 @@ enum Command {
     Import(import::Args),
     /// Write a built-in model (config.toml + model.safetensors) to a directory.
     InitModel(init_model::Args),
+    /// Write an INT8 copy of a model directory (Linear weights per output channel).
+    Quantize(quantize::Args),
+    /// Accuracy loss of a lower precision against FP32 on the same inputs, per head and stage.
+    Accuracy(accuracy::Args),
     /// Build or list a retrieval index that `run --index` searches.
     Index(index::Args),
     /// Benchmark the model on a seeded omni-modal workload (offline scenario: batching off vs on).
@@ -87,6 +93,8 @@ fn main() -> ExitCode {
         Command::Embed(a) => embed::run(a).map_err(Failure::Model),
         Command::Import(a) => import::run(a).map_err(Failure::Model),
         Command::InitModel(a) => init_model::run(a).map_err(Failure::Model),
+        Command::Quantize(a) => quantize::run(a).map_err(Failure::Model),
+        Command::Accuracy(a) => accuracy::run(a).map_err(Failure::Model),
         Command::Index(a) => index::run(a).map_err(Failure::Model),
         Command::Bench(a) => bench::run(a).map_err(Failure::Model),
         Command::Tune(a) => tune::run(a).map_err(Failure::Core),

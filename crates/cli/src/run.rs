@@ -9,7 +9,7 @@ use omnifuse_model::index::{Index, attach_matches};
 use omnifuse_model::input::RawInput;
 use omnifuse_model::output::Response;
 use omnifuse_model::request::{Parameters, Request};
-use omnifuse_model::{Error, Model, Result};
+use omnifuse_model::{Error, Model, Precision, Result};
 use omnifuse_registry::{OpenOptions, open_with};
 
 /// Which model, on which device: the options every model command shares.
@@ -39,6 +39,16 @@ impl ModelArgs {
             None => Model::preset(&self.preset, backend),
         }
     }
+
+    /// Open the model these options name, in `precision` (`None`: as its weights are).
+    pub fn open_in(&self, precision: Option<Precision>) -> Result<Model> {
+        let Some(p) = precision else { return self.open() };
+        let backend = open_with(&self.backend, OpenOptions { threads: self.threads })?;
+        match &self.model {
+            Some(dir) => Model::load_in(dir, backend, p),
+            None => Model::preset_in(&self.preset, backend, p),
+        }
+    }
 }
 
 /// Arguments of `omnifuse run`.
@@ -46,9 +56,11 @@ impl ModelArgs {
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Numeric precision of the model: fp32.
-    #[arg(long, default_value = "fp32")]
-    precision: String,
+    /// Numeric precision: fp32, or int8 (Linear weights per output channel, activations per
+    /// token, i32 accumulation; norms, softmax, attention and residuals stay f32). Default:
+    /// as the model's weights are (a directory from `omnifuse quantize` is int8).
+    #[arg(long)]
+    precision: Option<String>,
     /// Head to answer, by name (e.g. sentiment), kind (classification, retrieval, generation)
     /// or task (captioning, visual_question_answering, …); repeatable; all heads by default.
     #[arg(long = "task")]
@@ -91,16 +103,11 @@ pub struct Args {
 
 /// Run the command.
 pub fn run(args: Args) -> Result<ExitCode> {
-    if args.precision != "fp32" {
-        return Err(Error::Request(format!(
-            "precision '{}' is not available: only fp32 is implemented",
-            args.precision
-        )));
-    }
+    let precision = args.precision.as_deref().map(str::parse::<Precision>).transpose()?;
     if args.repeat == 0 {
         return Err(Error::Request("--repeat must be at least 1".into()));
     }
-    let model = args.model.open()?;
+    let model = args.model.open_in(precision)?;
     let index = args.index.as_deref().map(Index::load).transpose()?;
     let (inputs, _, params) = gather(args.request.as_deref(), &args.text, &args.files)?;
     let params = Parameters {

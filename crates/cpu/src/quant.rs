@@ -1,7 +1,6 @@
-//! The one definition of per-row (per-token) dynamic quantisation that every CPU tier uses:
-//! `scale = max|x| / 127` (1 for an all-zero row, so the scale is always positive and finite)
-//! and `q = clamp(round(x / scale), −127, 127)`, rounding half away from zero, in f32 exactly
-//! as written — so the reference and the fast tier produce the same i8 values bit for bit.
+//! Per-row (per-token) dynamic quantisation for the CPU tiers: the one definition in
+//! `omnifuse_core::quant`, compiled here for the active SIMD level, over many rows in
+//! parallel — so the reference and the fast tier produce the same i8 values bit for bit.
 
 use rayon::prelude::*;
 
@@ -16,11 +15,11 @@ pub fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 {
     {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
         fn avx512(x: &[f32], out: &mut [i8]) -> f32 {
-            row(x, out)
+            omnifuse_core::quant::quantize_row(x, out)
         }
         #[target_feature(enable = "avx2,fma,sse4.1")]
         fn avx2(x: &[f32], out: &mut [i8]) -> f32 {
-            row(x, out)
+            omnifuse_core::quant::quantize_row(x, out)
         }
         use crate::features::Isa;
         match Isa::active() {
@@ -31,31 +30,7 @@ pub fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 {
             Isa::Portable => {}
         }
     }
-    row(x, out)
-}
-
-#[inline(always)]
-fn row(x: &[f32], out: &mut [i8]) -> f32 {
-    // Sixteen running maxima (lane-wise, so the loop vectorises); a NaN never compares
-    // greater, so it is ignored, and max is order-independent, so the result is the same as
-    // one running maximum.
-    let mut lanes = [0.0f32; 16];
-    let mut chunks = x.chunks_exact(16);
-    for c in &mut chunks {
-        for (m, &v) in lanes.iter_mut().zip(c) {
-            let a = v.abs();
-            *m = if a > *m { a } else { *m };
-        }
-    }
-    let amax = chunks.remainder().iter().chain(&lanes).fold(0.0f32, |m, &v| if v.abs() > m { v.abs() } else { m });
-    let scale = if amax > 0.0 && amax.is_finite() { amax / 127.0 } else { 1.0 };
-    for (o, &v) in out.iter_mut().zip(x) {
-        let q = (v / scale).round().clamp(-127.0, 127.0);
-        let q = if q.is_nan() { 0.0 } else { q };
-        // SAFETY: `q` is finite and within [-127, 127], so it fits an i32 exactly.
-        *o = unsafe { q.to_int_unchecked::<i32>() } as i8;
-    }
-    scale
+    omnifuse_core::quant::quantize_row(x, out)
 }
 
 /// Quantise `rows` rows of `k` elements; returns the i8 data and one scale per row.
@@ -74,23 +49,4 @@ pub fn quantize_rows(x: &[f32], rows: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
     (q, scales)
 }
 
-/// Requantise one value: `clamp(round(v / step), −127, 127)`, NaN to 0.
-#[inline]
-pub fn requantize(v: f32, step: f32) -> i8 {
-    (v / step).round().clamp(-127.0, 127.0) as i8
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn row_scale_maps_the_largest_magnitude_to_127() {
-        let mut q = [0i8; 4];
-        let s = quantize_row(&[0.5, -2.54, 1.27, 0.0], &mut q);
-        assert_eq!(s, 2.54 / 127.0);
-        assert_eq!(q, [25, -127, 64, 0]);
-        let s = quantize_row(&[0.0, 0.0, 0.0, 0.0], &mut q);
-        assert_eq!((s, q), (1.0, [0; 4]));
-    }
-}
+pub use omnifuse_core::quant::requantize;

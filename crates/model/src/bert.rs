@@ -224,6 +224,12 @@ impl Pooling {
 }
 
 /// `x` layer-normalised with `p.weight`, `p.bias` and BERT's own epsilon.
+/// Whether the BERT tensor `name` of `shape` is a `Linear` weight (the dense layers of each
+/// block), as opposed to an embedding table or a layer norm.
+pub fn is_linear_weight(name: &str, shape: &[usize]) -> bool {
+    shape.len() == 2 && name.ends_with(".weight") && name.starts_with("encoder.")
+}
+
 fn layer_norm(b: &mut Builder, x: ValueId, p: &str, eps: f32) -> Result<ValueId> {
     let (g, beta) = (b.w(&format!("{p}.weight"))?, b.w(&format!("{p}.bias"))?);
     b.op(Op::LayerNorm { eps }, &[x, g, beta])

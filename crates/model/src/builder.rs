@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use omnifuse_core::attention::{AttentionSpec, MaskMode};
 use omnifuse_core::exec::{Session, SessionOptions};
-use omnifuse_core::op::{Activation, Epilogue, GemmSpec};
+use omnifuse_core::op::{Activation, Epilogue, GemmSpec, QGemmSpec};
 use omnifuse_core::{Backend, DType, Graph, HostTensor, Op, Tensor, ValueId};
 
 use crate::error::{Error, Result};
+use crate::weights::scale_name;
 
 /// What a graph input is bound to when the graph runs.
 enum Binding {
@@ -120,8 +121,15 @@ impl<'w> Builder<'w> {
         activation: Activation,
         residual: Option<ValueId>,
     ) -> Result<ValueId> {
-        let w = self.w(&format!("{p}.weight"))?;
+        let name = format!("{p}.weight");
+        let w = self.w(&name)?;
+        let quantised = self.weights.get(&name).is_some_and(|t| t.desc.dtype == DType::I8);
         let mut inputs = vec![x, w];
+        if quantised {
+            // INT8 weight: per-token dynamic quantisation of x inside the op, dequantised
+            // with x's and the weight's steps in the GEMM's epilogue.
+            inputs.push(self.w(&scale_name(&name))?);
+        }
         if bias {
             inputs.push(self.w(&format!("{p}.bias"))?);
         }
@@ -129,6 +137,9 @@ impl<'w> Builder<'w> {
             inputs.push(r);
         }
         let epilogue = Epilogue { scale: 1.0, bias, activation, residual: residual.is_some() };
+        if quantised {
+            return self.op(Op::QGemm(QGemmSpec { epilogue, requant: None }), &inputs);
+        }
         self.op(Op::Gemm(GemmSpec { trans_a: false, trans_b: true, epilogue }), &inputs)
     }
 

@@ -38,6 +38,25 @@ pub struct Config {
     pub fusion: FusionConfig,
     /// Task heads, in the order they report.
     pub heads: Vec<HeadConfig>,
+    /// Per-layer precision overrides.
+    #[serde(default, skip_serializing_if = "QuantConfig::is_default")]
+    pub quant: QuantConfig,
+}
+
+/// `[quant]`: which layers stay in higher precision when the model runs (or is saved) in
+/// INT8. Layer norms, softmax, embeddings, convolutions and residual sums always stay f32.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantConfig {
+    /// Weight-name prefixes kept in f32 (e.g. `"heads.caption.lm"`, `"image.patch"`).
+    #[serde(default)]
+    pub keep_fp32: Vec<String>,
+}
+
+impl QuantConfig {
+    fn is_default(&self) -> bool {
+        self.keep_fp32.is_empty()
+    }
 }
 
 /// `[model]`.
@@ -293,6 +312,7 @@ impl Config {
                     },
                 },
             ],
+            quant: QuantConfig::default(),
         }
     }
 

@@ -19,6 +19,7 @@ use crate::generate::{self, DecoderShape, Sampling};
 use crate::heads;
 use crate::input::{Modality, Prepared, Preprocessor, RawInput};
 use crate::output::{HeadResult, InputSummary, Response, Timing};
+use crate::precision::Precision;
 use crate::request::Parameters;
 use crate::weights::Weights;
 
@@ -36,6 +37,7 @@ pub struct Model {
     weights: HashMap<String, Tensor>,
     parameters: usize,
     pre: Preprocessor,
+    precision: Precision,
 }
 
 /// A request between layer 1 and layer 3.
@@ -56,22 +58,76 @@ impl Model {
     ) -> Result<Model> {
         config.validate()?;
         let mut device = HashMap::new();
-        for (name, t) in weights.iter() {
-            device.insert(name.clone(), backend.to_device(t)?);
+        for (name, t) in weights.for_compute(&crate::weights::spec(&config))? {
+            device.insert(name, backend.to_device(&t)?);
         }
         let pre = Preprocessor::new(&config, tokenizer)?;
-        Ok(Model { parameters: weights.parameters(), config, backend, weights: device, pre })
+        let precision = if weights.iter().any(|(_, t)| t.desc.dtype == omnifuse_core::DType::I8) {
+            Precision::Int8
+        } else {
+            Precision::Fp32
+        };
+        Ok(Model { parameters: weights.parameters(), config, backend, weights: device, pre, precision })
+    }
+
+    /// A model in `precision`: INT8 quantises the f32 `Linear` weights per output channel
+    /// as they load (except the config's `[quant] keep_fp32` layers); weights already INT8 (a
+    /// directory `omnifuse quantize` wrote) run as they are.
+    pub fn with_precision(
+        config: Config,
+        mut weights: Weights,
+        backend: Arc<dyn Backend>,
+        tokenizer: Option<&Path>,
+        precision: Precision,
+    ) -> Result<Model> {
+        let quantised = weights.iter().any(|(_, t)| t.desc.dtype == omnifuse_core::DType::I8);
+        match precision {
+            Precision::Int8 => {
+                weights.quantize_int8(&crate::weights::spec(&config), &config.quant.keep_fp32)?;
+            }
+            Precision::Fp32 if quantised => {
+                return Err(Error::Config(
+                    "this model's weights are INT8 (written by `omnifuse quantize`): run it with --precision int8, or \
+                     use the fp32 model it was made from"
+                        .into(),
+                ));
+            }
+            Precision::Fp32 => {}
+        }
+        let mut model = Model::new(config, &weights, backend, tokenizer)?;
+        model.precision = precision;
+        Ok(model)
     }
 
     /// A built-in preset (`omni-small`, `omni-base`) with its seeded weights.
     pub fn preset(name: &str, backend: Arc<dyn Backend>) -> Result<Model> {
-        let config = Config::preset(name)?;
-        let weights = Weights::generate(&config)?;
-        Model::new(config, &weights, backend, None)
+        Model::preset_in(name, backend, Precision::Fp32)
     }
 
-    /// A model directory: `config.toml`, `model.safetensors`, optional `tokenizer.json`.
+    /// A built-in preset in `precision`.
+    pub fn preset_in(name: &str, backend: Arc<dyn Backend>, precision: Precision) -> Result<Model> {
+        let config = Config::preset(name)?;
+        let weights = Weights::generate(&config)?;
+        Model::with_precision(config, weights, backend, None, precision)
+    }
+
+    /// A model directory: `config.toml`, `model.safetensors`, optional `tokenizer.json`; in
+    /// f32, or INT8 when the directory holds INT8 weights.
     pub fn load(dir: &Path, backend: Arc<dyn Backend>) -> Result<Model> {
+        let (config, weights, tok) = Model::read_dir(dir)?;
+        let quantised = weights.iter().any(|(_, t)| t.desc.dtype == omnifuse_core::DType::I8);
+        let precision = if quantised { Precision::Int8 } else { Precision::Fp32 };
+        Model::with_precision(config, weights, backend, tok.as_deref(), precision)
+    }
+
+    /// A model directory in `precision`.
+    pub fn load_in(dir: &Path, backend: Arc<dyn Backend>, precision: Precision) -> Result<Model> {
+        let (config, weights, tok) = Model::read_dir(dir)?;
+        Model::with_precision(config, weights, backend, tok.as_deref(), precision)
+    }
+
+    /// Read a model directory: its config, weights and tokenizer path (when present).
+    pub fn read_dir(dir: &Path) -> Result<(Config, Weights, Option<std::path::PathBuf>)> {
         let cfg_path = dir.join(CONFIG_FILE);
         if !cfg_path.exists() && dir.join("modules.json").exists() {
             return Err(Error::Config(format!(
@@ -89,7 +145,7 @@ impl Model {
         })?;
         let weights = Weights::load(&dir.join(WEIGHTS_FILE), &config)?;
         let tok = dir.join(TOKENIZER_FILE);
-        Model::new(config, &weights, backend, tok.exists().then_some(tok.as_path()))
+        Ok((config, weights, tok.exists().then_some(tok)))
     }
 
     /// Write `config` and `weights` as a model directory.
@@ -104,6 +160,11 @@ impl Model {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The precision the model runs in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Number of parameters.
@@ -198,6 +259,22 @@ impl Model {
             }
         }
         staged.into_iter().zip(requests).map(|(s, (_, params))| s.and_then(|s| self.answer(s, params, start))).collect()
+    }
+
+    /// One request's intermediate results by stage — each input's encoder output
+    /// (`encoder.<modality>`) and the fused sequence (`fusion`) — as f32 values, for
+    /// comparing precisions stage by stage (where quantisation error enters).
+    pub fn trace(&self, inputs: &[RawInput]) -> Result<Vec<(String, Vec<f32>)>> {
+        let s = self.stage(inputs, &Parameters::default())?;
+        let mut out = Vec::with_capacity(s.encoded.len() + 1);
+        for e in &s.encoded {
+            out.push((format!("encoder.{}", e.modality.name()), to_f32(&self.backend, &e.tokens)?));
+        }
+        let z = self.fuse_requests(&[s.encoded.as_slice()])?;
+        for t in &z {
+            out.push(("fusion".to_string(), to_f32(&self.backend, t)?));
+        }
+        Ok(out)
     }
 
     /// Check, preprocess and encode one request.

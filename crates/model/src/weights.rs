@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use omnifuse_core::quant::quantize_matrix;
 use omnifuse_core::{DType, HostTensor, TensorDesc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -32,6 +33,8 @@ pub struct WeightSpec {
     pub shape: Vec<usize>,
     /// How generated weights draw it.
     pub init: Init,
+    /// A `Linear` weight `[out, in]` (what INT8 precision quantises per output channel).
+    pub linear: bool,
 }
 
 const STD: f32 = 0.02;
@@ -43,13 +46,18 @@ struct SpecList(Vec<WeightSpec>);
 
 impl SpecList {
     fn push(&mut self, name: String, shape: &[usize], init: Init) {
-        self.0.push(WeightSpec { name, shape: shape.to_vec(), init });
+        self.0.push(WeightSpec { name, shape: shape.to_vec(), init, linear: false });
     }
     fn normal(&mut self, name: String, shape: &[usize]) {
         self.push(name, shape, Init::Normal(STD));
     }
     fn linear(&mut self, p: &str, out: usize, inp: usize, bias: bool) {
-        self.normal(format!("{p}.weight"), &[out, inp]);
+        self.0.push(WeightSpec {
+            name: format!("{p}.weight"),
+            shape: vec![out, inp],
+            init: Init::Normal(STD),
+            linear: true,
+        });
         if bias {
             self.normal(format!("{p}.bias"), &[out]);
         }
@@ -91,7 +99,8 @@ pub fn spec(config: &Config) -> Vec<WeightSpec> {
         Some(bert) if t.encoder == "bert" => {
             for (name, shape) in bert.spec() {
                 let init = if name.ends_with("LayerNorm.weight") { Init::Scale(STD) } else { Init::Normal(STD) };
-                s.push(format!("{TEXT_BERT}{name}"), &shape, init);
+                let linear = crate::bert::is_linear_weight(&name, &shape);
+                s.0.push(WeightSpec { name: format!("{TEXT_BERT}{name}"), shape, init, linear });
             }
             s.linear("text.proj", d, bert.width, true);
         }
@@ -208,8 +217,17 @@ impl Weights {
             let view = st
                 .tensor(&w.name)
                 .map_err(|_| Error::Weights(format!("tensor '{}' {:?} is missing", w.name, w.shape)))?;
+            if w.shape.len() >= 2 && view.dtype() == StDtype::I8 {
+                // An INT8 model: the weight quantised per output channel (per row of the last
+                // axis for tables and convolutions), with its steps.
+                let (q, steps) = read_quantised(&st, w)?;
+                tensors.insert(w.name.clone(), q);
+                tensors.insert(scale_name(&w.name), steps);
+                continue;
+            }
             if view.dtype() != StDtype::F32 {
-                return Err(Error::Weights(format!("tensor '{}' is {:?}, expected F32", w.name, view.dtype())));
+                let what = if w.shape.len() >= 2 { "F32 (or I8 with its _scale)" } else { "F32" };
+                return Err(Error::Weights(format!("tensor '{}' is {:?}, expected {what}", w.name, view.dtype())));
             }
             if view.shape() != w.shape.as_slice() {
                 return Err(Error::Weights(format!(
@@ -222,7 +240,7 @@ impl Weights {
             let desc = TensorDesc::new(w.shape.as_slice(), DType::F32);
             tensors.insert(w.name.clone(), HostTensor::from_bytes(desc, view.data().to_vec())?);
         }
-        if st.len() != expected.len() {
+        if st.len() != tensors.len() {
             let mut extra: Vec<&str> = st.names().into_iter().filter(|n| !tensors.contains_key(*n)).collect();
             extra.sort_unstable();
             return Err(Error::Weights(format!(
@@ -234,7 +252,7 @@ impl Weights {
         Ok(Weights { tensors })
     }
 
-    /// Write all tensors to `path` as safetensors.
+    /// Write all tensors to `path` as safetensors (f32, and i8 for quantised weights).
     pub fn save(&self, path: &Path) -> Result<()> {
         let views: Vec<(&str, F32View<'_>)> = self.tensors.iter().map(|(n, t)| (n.as_str(), F32View(t))).collect();
         safetensors::serialize_to_file(views, None, path)
@@ -263,10 +281,107 @@ impl Weights {
         self.tensors.iter()
     }
 
-    /// Number of parameters.
+    /// Number of parameters (a quantised weight's steps are not counted).
     pub fn parameters(&self) -> usize {
-        self.tensors.values().map(|t| t.desc.numel()).sum()
+        self.tensors.iter().filter(|(n, _)| !n.ends_with(SCALE_SUFFIX)).map(|(_, t)| t.desc.numel()).sum()
     }
+
+    /// Bytes of all tensors.
+    pub fn bytes(&self) -> usize {
+        self.tensors.values().map(|t| t.bytes().len()).sum()
+    }
+
+    /// Quantise every f32 tensor of rank ≥ 2 in `specs` to INT8, except those whose name
+    /// starts with one of `keep`: symmetric, one step `max|row| / 127` per row of the last
+    /// axis (per output channel for a `Linear` weight `[out, in]`), stored with its steps as
+    /// `<name>_scale`. `Linear` weights then compute in INT8; the other tensors (embedding
+    /// tables, positions, convolutions) are only stored in INT8 and widened back to f32 when
+    /// they load. Returns how many `Linear` weights were quantised.
+    pub fn quantize_int8(&mut self, specs: &[WeightSpec], keep: &[String]) -> Result<usize> {
+        let mut count = 0;
+        for w in specs.iter().filter(|w| w.shape.len() >= 2) {
+            if keep.iter().any(|k| w.name.starts_with(k.as_str())) {
+                continue;
+            }
+            let Some(t) = self.tensors.get(&w.name) else { continue };
+            if t.desc.dtype != DType::F32 {
+                continue;
+            }
+            let k = *t.desc.shape.dims().last().unwrap_or(&1);
+            let (q, steps) = quantize_matrix(&t.to_f32(), k);
+            let q = HostTensor::from_slice(t.desc.shape.dims(), &q)?;
+            let steps = HostTensor::from_slice([steps.len()], &steps)?;
+            self.tensors.insert(w.name.clone(), q);
+            self.tensors.insert(scale_name(&w.name), steps);
+            count += usize::from(w.linear);
+        }
+        Ok(count)
+    }
+
+    /// The tensors as a model computes with them: `Linear` weights as stored (f32, or INT8
+    /// with their steps), every other INT8 tensor widened back to f32 (`q · step` per row)
+    /// and its steps dropped.
+    pub fn for_compute(&self, specs: &[WeightSpec]) -> Result<Vec<(String, HostTensor)>> {
+        let linear: std::collections::HashSet<&str> =
+            specs.iter().filter(|w| w.linear).map(|w| w.name.as_str()).collect();
+        let mut out = Vec::with_capacity(self.tensors.len());
+        for (name, t) in &self.tensors {
+            if t.desc.dtype == DType::I8 && !linear.contains(name.as_str()) {
+                let steps = self.get(&scale_name(name))?.to_f32();
+                let q = t.to_f32();
+                let k = q.len() / steps.len().max(1);
+                let v: Vec<f32> = q.iter().enumerate().map(|(i, &x)| x * steps[i / k.max(1)]).collect();
+                out.push((name.clone(), HostTensor::from_slice(t.desc.shape.dims(), &v)?));
+            } else if let Some(base) = name.strip_suffix(SCALE_SUFFIX)
+                && !linear.contains(base)
+                && self.tensors.contains_key(base)
+            {
+                continue;
+            } else {
+                out.push((name.clone(), t.clone()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Suffix of a quantised weight's per-channel steps.
+pub const SCALE_SUFFIX: &str = "_scale";
+
+/// The name of the steps of quantised weight `name`.
+pub fn scale_name(name: &str) -> String {
+    format!("{name}{SCALE_SUFFIX}")
+}
+
+/// Read an INT8 weight and its steps, checking both shapes.
+fn read_quantised(st: &SafeTensors, w: &WeightSpec) -> Result<(HostTensor, HostTensor)> {
+    let view = st.tensor(&w.name).map_err(|_| Error::Weights(format!("tensor '{}' is missing", w.name)))?;
+    if view.shape() != w.shape.as_slice() {
+        return Err(Error::Weights(format!(
+            "tensor '{}' has shape {:?}, expected {:?}",
+            w.name,
+            view.shape(),
+            w.shape
+        )));
+    }
+    let sname = scale_name(&w.name);
+    let sv = st.tensor(&sname).map_err(|_| {
+        Error::Weights(format!("tensor '{}' is I8 but its per-channel steps '{sname}' are missing", w.name))
+    })?;
+    let rows: usize = w.shape[..w.shape.len() - 1].iter().product();
+    if sv.dtype() != StDtype::F32 || sv.shape() != [rows] {
+        return Err(Error::Weights(format!(
+            "tensor '{sname}' is {:?} {:?}, expected F32 [{rows}] (one step per row)",
+            sv.dtype(),
+            sv.shape(),
+        )));
+    }
+    let steps = HostTensor::from_bytes(TensorDesc::new([rows], DType::F32), sv.data().to_vec())?;
+    if let Some(bad) = steps.to_f32().iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(Error::Weights(format!("tensor '{sname}' holds the step {bad}, expected positive and finite")));
+    }
+    let q = HostTensor::from_bytes(TensorDesc::new(w.shape.as_slice(), DType::I8), view.data().to_vec())?;
+    Ok((q, steps))
 }
 
 /// Serialisation view of an f32 host tensor (for `safetensors::serialize`).
@@ -274,7 +389,7 @@ pub(crate) struct F32View<'a>(pub(crate) &'a HostTensor);
 
 impl View for F32View<'_> {
     fn dtype(&self) -> StDtype {
-        StDtype::F32
+        if self.0.desc.dtype == DType::I8 { StDtype::I8 } else { StDtype::F32 }
     }
     fn shape(&self) -> &[usize] {
         self.0.desc.shape.dims()
