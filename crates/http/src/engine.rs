@@ -1,7 +1,7 @@
 //! A served model: the model behind its own dynamic batcher. Handlers submit a request and
-//! await its answer without blocking the async runtime (the batcher's worker thread runs
-//! the model; the wait happens on the blocking pool). A request whose caller went away, or
-//! whose job was cancelled, before its batch started is not run.
+//! await its answer without blocking the async runtime: the batcher's worker thread runs the
+//! model and sends each answer down a one-shot channel the handler awaits. A request whose
+//! caller went away, or whose job was cancelled, before its batch started is not run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -12,7 +12,8 @@ use omnifuse_model::output::Response;
 use omnifuse_model::request::Parameters;
 use omnifuse_model::{Error, Model};
 use omnifuse_serve::policy::PolicyError;
-use omnifuse_serve::{BatchPolicy, Batcher, Outcome, Ticket};
+use omnifuse_serve::{BatchPolicy, Batcher};
+use tokio::sync::oneshot;
 
 use crate::error::{ApiError, ApiResult};
 use crate::stats::ModelStats;
@@ -48,6 +49,41 @@ pub struct Work {
     params: Parameters,
     progress: Arc<Progress>,
     submitted: Instant,
+    reply: Reply,
+}
+
+/// How a request ended, as its handler learns it.
+enum Answer {
+    /// The model ran it.
+    Done(WorkResult),
+    /// Its queue deadline passed before its batch started.
+    TimedOut,
+    /// It was dropped unanswered (the worker stopped).
+    Lost,
+}
+
+/// The sending end of a request's answer. Dropped unanswered — the batcher drops a request
+/// it will not run — it answers [`Answer::TimedOut`] past the deadline, else [`Answer::Lost`].
+struct Reply {
+    tx: Option<oneshot::Sender<Answer>>,
+    deadline: Option<Instant>,
+}
+
+impl Reply {
+    fn send(mut self, answer: Answer) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(answer);
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let expired = self.deadline.is_some_and(|d| Instant::now() >= d);
+            let _ = tx.send(if expired { Answer::TimedOut } else { Answer::Lost });
+        }
+    }
 }
 
 /// What the executor answers for one request.
@@ -57,7 +93,7 @@ pub type WorkResult = Result<Response, Error>;
 pub struct ServedModel {
     name: String,
     model: Arc<Model>,
-    batcher: Batcher<Work, WorkResult>,
+    batcher: Batcher<Work, ()>,
     stats: Arc<ModelStats>,
     policy: BatchPolicy,
     timeout: Option<Duration>,
@@ -65,7 +101,7 @@ pub struct ServedModel {
 
 /// A submitted request: await it with [`Submitted::wait`].
 pub struct Submitted {
-    ticket: Ticket<WorkResult>,
+    answer: oneshot::Receiver<Answer>,
     progress: Arc<Progress>,
     submitted: Instant,
     stats: Arc<ModelStats>,
@@ -113,12 +149,15 @@ impl ServedModel {
         let progress = Arc::new(Progress::default());
         let tokens = inputs.len().max(1);
         let submitted = Instant::now();
-        let work = Work { inputs, params, progress: progress.clone(), submitted };
-        let ticket = self.batcher.submit(work, tokens, 0, self.timeout).map_err(|e| {
+        let (tx, answer) = oneshot::channel();
+        let reply = Reply { tx: Some(tx), deadline: self.timeout.map(|t| submitted + t) };
+        let work = Work { inputs, params, progress: progress.clone(), submitted, reply };
+        // The answer comes down the one-shot channel; the batcher's own ticket is not needed.
+        let _ticket = self.batcher.submit(work, tokens, 0, self.timeout).map_err(|e| {
             self.stats.record_refused();
             ApiError::from_submit(&e)
         })?;
-        Ok(Submitted { ticket, progress, submitted, stats: self.stats.clone(), timeout: self.timeout })
+        Ok(Submitted { answer, progress, submitted, stats: self.stats.clone(), timeout: self.timeout })
     }
 
     /// Submit a request and await its answer. When the caller stops waiting (the client
@@ -147,52 +186,54 @@ impl Submitted {
         self.progress.clone()
     }
 
-    /// Await the answer on the blocking pool: 504 when it timed out in the queue, 422 when
-    /// the model refused it, 500 when the server failed.
+    /// Await the answer: 504 when it timed out in the queue, 409 when it was cancelled, 422
+    /// when the model refused it, 500 when the server failed.
     pub async fn wait(self) -> ApiResult<Response> {
-        let Submitted { ticket, progress, submitted, stats, timeout } = self;
-        let outcome = tokio::task::spawn_blocking(move || ticket.wait())
-            .await
-            .unwrap_or_else(|e| Outcome::Failed(format!("the waiting task failed: {e}")));
+        let Submitted { answer, progress, submitted, stats, timeout } = self;
+        let answer = answer.await.unwrap_or(Answer::Lost);
         let elapsed = submitted.elapsed();
-        let result = match outcome {
-            Outcome::Done(Ok(r)) => Ok(r),
-            Outcome::Done(Err(_)) if !progress.is_running() => {
+        let result = match answer {
+            Answer::Done(Ok(r)) => Ok(r),
+            Answer::Done(Err(_)) if !progress.is_running() => {
                 Err(ApiError::new(axum::http::StatusCode::CONFLICT, "the request was cancelled before it ran"))
             }
-            Outcome::Done(Err(e)) => Err(ApiError::from_model(&e)),
-            Outcome::TimedOut => Err(ApiError::new(
+            Answer::Done(Err(e)) => Err(ApiError::from_model(&e)),
+            Answer::TimedOut => Err(ApiError::new(
                 axum::http::StatusCode::GATEWAY_TIMEOUT,
                 format!(
                     "the request waited in the queue past the {} ms timeout without starting; retry later",
                     timeout.map_or(0, |t| t.as_millis())
                 ),
             )),
-            Outcome::Failed(m) => Err(ApiError::internal(m)),
+            Answer::Lost => {
+                Err(ApiError::internal("the request was dropped without an answer: the model's worker stopped"))
+            }
         };
         stats.record_request(result.is_ok(), elapsed);
         result
     }
 }
 
-/// The executor: drop cancelled requests, run the others as one batch, record statistics.
-fn execute(model: &Model, stats: &ModelStats, batch: Vec<Work>) -> Vec<WorkResult> {
+/// The executor: drop cancelled requests, run the others as one batch, send each its
+/// answer, record statistics.
+fn execute(model: &Model, stats: &ModelStats, batch: Vec<Work>) -> Vec<()> {
     let started = Instant::now();
-    let live: Vec<bool> = batch.iter().map(|w| w.progress.start()).collect();
-    let run: Vec<(&[RawInput], &Parameters)> =
-        batch.iter().zip(&live).filter(|(_, l)| **l).map(|(w, _)| (w.inputs.as_slice(), &w.params)).collect();
-    let queued: Vec<Duration> =
-        batch.iter().zip(&live).filter(|(_, l)| **l).map(|(w, _)| started.duration_since(w.submitted)).collect();
-    let mut answers = if run.is_empty() { Vec::new() } else { model.run_batch(&run) }.into_iter();
-    if !queued.is_empty() {
-        stats.record_batch(&queued, started.elapsed());
+    let n = batch.len();
+    let (live, cancelled): (Vec<Work>, Vec<Work>) = batch.into_iter().partition(|w| w.progress.start());
+    for w in cancelled {
+        w.reply.send(Answer::Done(Err(Error::Request("cancelled before it ran".into()))));
     }
-    live.iter()
-        .map(|&l| match l {
-            true => {
-                answers.next().unwrap_or_else(|| Err(Error::Request("internal: the batch gave too few answers".into())))
-            }
-            false => Err(Error::Request("cancelled before it ran".into())),
-        })
-        .collect()
+    if !live.is_empty() {
+        let run: Vec<(&[RawInput], &Parameters)> = live.iter().map(|w| (w.inputs.as_slice(), &w.params)).collect();
+        let queued: Vec<Duration> = live.iter().map(|w| started.duration_since(w.submitted)).collect();
+        let mut answers = model.run_batch(&run).into_iter();
+        stats.record_batch(&queued, started.elapsed());
+        for w in live {
+            let a = answers
+                .next()
+                .unwrap_or_else(|| Err(Error::Request("internal: the batch gave too few answers".into())));
+            w.reply.send(Answer::Done(a));
+        }
+    }
+    vec![(); n]
 }
