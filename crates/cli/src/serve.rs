@@ -26,7 +26,7 @@ Without keys the server does not start unless --no-auth is given, which is allow
 loopback address only (or with --allow-insecure-bind).
 
 A --config file (TOML) may set: addr, max_body_bytes, request_timeout_ms, job_ttl_s, \
-max_index_entries, [batching] max_batch, max_delay_ms, queue_capacity, max_inputs, \
+max_jobs, max_indexes, max_index_entries, [batching] max_batch, max_delay_ms, queue_capacity, max_inputs, \
 [auth] api_keys_file, no_auth, allow_insecure_bind. Flags override it.
 
 Example:

@@ -136,7 +136,9 @@ pub async fn require_key(State(state): State<AppState>, request: Request, next: 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key);
     let problem = match presented {
         None => "missing API key: send the header Authorization: Bearer <key>",
         Some(k) if keys.accepts(k.trim().as_bytes()) => return next.run(request).await,

@@ -25,6 +25,10 @@ pub struct ServeConfig {
     pub request_timeout_ms: u64,
     /// How long a finished job's result is kept, in seconds.
     pub job_ttl_s: u64,
+    /// Most jobs held at once (queued, running, or finished within the time to live).
+    pub max_jobs: usize,
+    /// Most named retrieval indexes.
+    pub max_indexes: usize,
     /// Most entries a named retrieval index may hold.
     pub max_index_entries: usize,
     /// Batching of each model's requests.
@@ -66,6 +70,8 @@ impl Default for ServeConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout_ms: 30_000,
             job_ttl_s: 600,
+            max_jobs: 10_000,
+            max_indexes: 64,
             max_index_entries: 100_000,
             batching: BatchingConfig::default(),
             auth: AuthConfig::default(),

@@ -60,6 +60,8 @@ enum Answer {
     TimedOut,
     /// It was dropped unanswered (the worker stopped).
     Lost,
+    /// The model failed on its batch (a panic, caught).
+    Failed(String),
 }
 
 /// The sending end of a request's answer. Dropped unanswered — the batcher drops a request
@@ -205,6 +207,7 @@ impl Submitted {
                     timeout.map_or(0, |t| t.as_millis())
                 ),
             )),
+            Answer::Failed(m) => Err(ApiError::internal(m)),
             Answer::Lost => {
                 Err(ApiError::internal("the request was dropped without an answer: the model's worker stopped"))
             }
@@ -226,13 +229,29 @@ fn execute(model: &Model, stats: &ModelStats, batch: Vec<Work>) -> Vec<()> {
     if !live.is_empty() {
         let run: Vec<(&[RawInput], &Parameters)> = live.iter().map(|w| (w.inputs.as_slice(), &w.params)).collect();
         let queued: Vec<Duration> = live.iter().map(|w| started.duration_since(w.submitted)).collect();
-        let mut answers = model.run_batch(&run).into_iter();
-        stats.record_batch(&queued, started.elapsed());
-        for w in live {
-            let a = answers
-                .next()
-                .unwrap_or_else(|| Err(Error::Request("internal: the batch gave too few answers".into())));
-            w.reply.send(Answer::Done(a));
+        // A panic inside the model is a bug, not a client's doing: answer the batch with an
+        // error and keep the worker (and with it the server) alive.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.run_batch(&run))) {
+            Ok(answers) => {
+                stats.record_batch(&queued, started.elapsed());
+                let mut answers = answers.into_iter();
+                for w in live {
+                    let a = answers
+                        .next()
+                        .unwrap_or_else(|| Err(Error::Request("internal: the batch gave too few answers".into())));
+                    w.reply.send(Answer::Done(a));
+                }
+            }
+            Err(p) => {
+                let why = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                for w in live {
+                    w.reply.send(Answer::Failed(format!("the model failed on this request's batch: {why}")));
+                }
+            }
         }
     }
     vec![(); n]

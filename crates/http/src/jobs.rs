@@ -145,6 +145,13 @@ impl JobStore {
 pub async fn create(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
     let bytes = limits::body(body, state.config.max_body_bytes)?;
     let request = parse_request(&bytes)?;
+    let limit = state.config.max_jobs;
+    if state.jobs.len() >= limit && state.jobs.purge(Duration::from_secs(state.config.job_ttl_s)) == 0 {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{limit} jobs are held, the limit (max_jobs): fetch and DELETE finished jobs, or retry later"),
+        ));
+    }
     let model = state.default_model()?;
     let submitted = model.submit(request.inputs, request.parameters)?;
     let id = state.jobs.insert(submitted.progress());

@@ -65,11 +65,27 @@ impl Metrics {
 /// do not multiply the series) and status.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method()).to_string();
     let start = Instant::now();
     let response = next.run(request).await;
     state.metrics.record(&method, &route, response.status().as_u16(), start.elapsed().as_secs_f64());
     response
+}
+
+/// The method as a label: the standard ones by name, any other as `other`, so clients cannot
+/// multiply the series.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 /// `GET /metrics`.

@@ -136,8 +136,10 @@ pub async fn add(
         .collect();
     let model = state.default_model()?;
     let (head, dim) = retrieval_head(&model)?;
+    room_for(&state, &state.indexes.lock(), &name)?;
     let embedded = embed_each(&model, &head, request.inputs).await?;
     let mut indexes = state.indexes.lock();
+    room_for(&state, &indexes, &name)?;
     let limit = state.config.max_index_entries;
     let model_name = model.model().config().model.name.clone();
     let ix = indexes.entry(name.clone()).or_insert_with(|| Index::new(&model_name, &head, dim));
@@ -161,6 +163,18 @@ pub async fn add(
         ix.add(key, modality, embedding).map_err(|e| ApiError::internal(e.to_string()))?;
     }
     Ok(Json(json!({"index": name, "added": ix.entries.len() - start, "entries": ix.entries.len()})))
+}
+
+/// Error unless index `name` exists or one more may be made.
+fn room_for(state: &AppState, indexes: &HashMap<String, Index>, name: &str) -> ApiResult<()> {
+    let limit = state.config.max_indexes;
+    if indexes.contains_key(name) || indexes.len() < limit {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::INSUFFICIENT_STORAGE,
+        format!("{} indexes exist, the limit (max_indexes {limit}): add to an existing one", indexes.len()),
+    ))
 }
 
 /// `GET /v1/index/{name}`: the entries' keys and modalities.

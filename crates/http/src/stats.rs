@@ -1,7 +1,10 @@
 //! Per-model statistics in the shape of Triton's statistics extension
 //! (`GET /v2/models/{m}/stats`): request successes and failures with their total time,
 //! queue time, compute time, and per batch size the executions and their time. Counts and
-//! nanosecond totals only, so it stays small however long the server runs.
+//! nanosecond totals only, so it stays small however long the server runs. The model does
+//! its input preparation and output extraction inside one call, so all of a batch's time is
+//! reported as `compute_infer`; `compute_input` and `compute_output` carry counts with zero
+//! time, and the cache counters are zero (there is no response cache).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

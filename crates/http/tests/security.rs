@@ -31,8 +31,8 @@ fn keys_are_required_except_for_health() {
     }
     let r = send(a, "POST", "/v1/infer", &[("Authorization", "Bearer s3cret-key")], Some(INFER.as_bytes()));
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = send(a, "GET", "/v2/models/omni", &[("Authorization", "Bearer other-key")], None);
-    assert_eq!(r.status, 200, "{}", r.body);
+    let r = send(a, "GET", "/v2/models/omni", &[("Authorization", "bearer other-key")], None);
+    assert_eq!(r.status, 200, "the scheme is case-insensitive: {}", r.body);
     assert_eq!(get(a, "/v2/health/live").status, 200);
     assert_eq!(get(a, "/v2/health/ready").status, 200);
     let m = send(a, "GET", "/metrics", &[("Authorization", "Bearer s3cret-key")], None).body;
@@ -123,4 +123,24 @@ fn a_full_queue_answers_503_and_a_request_past_its_timeout_504() {
     let r = post(server.addr(), "/v1/infer", INFER);
     assert_eq!(r.status, 504, "{}", r.body);
     assert!(r.error().contains("timeout"), "{}", r.body);
+}
+
+#[test]
+fn held_jobs_and_indexes_are_bounded() {
+    let mut c = config();
+    c.max_jobs = 1;
+    c.max_indexes = 1;
+    c.batching.max_delay_ms = 1000;
+    let server = start(c, ApiKeys::none());
+    let a = server.addr();
+    assert_eq!(post(a, "/v1/jobs", INFER).status, 202);
+    let r = post(a, "/v1/jobs", INFER);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.error().contains("max_jobs"), "{}", r.body);
+    let one = r#"{"inputs":[{"text":"x"}]}"#;
+    assert_eq!(post(a, "/v1/index/first", one).status, 200);
+    assert_eq!(post(a, "/v1/index/first", one).status, 200, "adding to an existing index is fine");
+    let r = post(a, "/v1/index/second", one);
+    assert_eq!(r.status, 507, "{}", r.body);
+    assert!(r.error().contains("max_indexes"), "{}", r.body);
 }
