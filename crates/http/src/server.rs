@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/models/{m}/versions/{v}/infer", post(oip::infer_version))
         .route("/metrics", get(metrics::render))
         .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
@@ -53,6 +54,13 @@ async fn no_route(uri: Uri) -> ApiError {
         "no route {}: expected /v1/infer, /v1/jobs, /v1/index/NAME, /v1/search, /v2/..., or /metrics",
         uri.path()
     ))
+}
+
+async fn wrong_method(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}: see the routes in `omnifuse serve --help`", uri.path()),
+    )
 }
 
 /// Why the server could not start or stopped.

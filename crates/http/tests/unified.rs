@@ -65,6 +65,9 @@ fn task_type_picks_heads_and_bad_requests_get_clear_4xx() {
             assert!(e.contains(w), "{body}: '{e}' lacks '{w}'");
         }
     }
+    let r = get(a, "/v1/infer");
+    assert_eq!(r.status, 405);
+    assert!(r.error().contains("/v1/infer does not take GET"), "{}", r.body);
     let r = get(a, "/v1/nowhere");
     assert_eq!(r.status, 404);
     assert!(r.error().contains("no route /v1/nowhere"));
