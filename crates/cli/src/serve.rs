@@ -16,7 +16,7 @@ use crate::run::ModelArgs;
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = "\
 Routes: POST /v1/infer, POST /v1/jobs, GET|DELETE /v1/jobs/ID, POST|GET /v1/index/NAME, \
-GET /v1/search?index=NAME&text=...&k=5, GET /v2, /v2/health/live, /v2/health/ready, \
+GET /v1/search?index=NAME&text=...&k=5, POST /v1/search?index=NAME&k=5 (one input), GET /v2, /v2/health/live, /v2/health/ready, \
 /v2/models/M, /v2/models/M/ready, /v2/models/M/config, /v2/models/M/stats, \
 POST /v2/models/M/infer, GET /metrics.
 

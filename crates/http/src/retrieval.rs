@@ -2,7 +2,8 @@
 //! (alone, so an embedding never depends on its neighbours) with the model's retrieval head
 //! and adds it under a key; `GET /v1/index/{name}` tells what an index holds;
 //! `GET /v1/search?index=NAME&text=…&k=5` embeds the text and returns the most similar
-//! entries of other modalities (text finds images, audio, video).
+//! entries of other modalities (text finds images, audio, video); `POST /v1/search?index=NAME&k=5`
+//! does the same for the one input of a request body (an image finds texts, …).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -223,8 +224,55 @@ pub async fn search(
     let (head, _) = retrieval_head(&model)?;
     let mut embedded = embed_each(&model, &head, vec![RawInput::Text(q.text.clone())]).await?;
     let (modality, embedding) = embedded.pop().ok_or_else(|| ApiError::internal("the query gave no embedding"))?;
-    let indexes = state.indexes.lock();
-    let ix = indexes.get(&q.index).ok_or_else(|| unknown(&q.index))?;
-    let matches = ix.search(&embedding, Some(modality), k);
+    let matches = search_index(&state, &q.index, &embedding, modality, k)?;
     Ok(Json(json!({"index": q.index, "query": q.text, "matches": matches})))
+}
+
+/// The `k` entries of index `name` most similar to `embedding`, leaving out `modality`.
+fn search_index(
+    state: &AppState,
+    name: &str,
+    embedding: &[f32],
+    modality: Modality,
+    k: usize,
+) -> ApiResult<Vec<omnifuse_model::index::Match>> {
+    let indexes = state.indexes.lock();
+    let ix = indexes.get(name).ok_or_else(|| unknown(name))?;
+    Ok(ix.search(embedding, Some(modality), k))
+}
+
+/// Query of `POST /v1/search`.
+#[derive(Debug, Deserialize)]
+pub struct SearchByQuery {
+    /// Index name.
+    index: String,
+    /// Most matches (default 5).
+    k: Option<usize>,
+}
+
+/// `POST /v1/search?index=NAME&k=5` with a body holding one input in the request format.
+pub async fn search_by_input(
+    State(state): State<AppState>,
+    query: Result<Query<SearchByQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request(format!("bad query ({}): expected ?index=NAME&k=N", e.body_text())))?;
+    let bytes = limits::body(body, state.config.max_body_bytes)?;
+    let request = crate::unified::parse_request(&bytes)?;
+    if request.inputs.len() != 1 {
+        return Err(ApiError::bad_request(format!(
+            "{} inputs: a search takes exactly one input",
+            request.inputs.len()
+        )));
+    }
+    if state.indexes.lock().get(&q.index).is_none() {
+        return Err(unknown(&q.index));
+    }
+    let model = state.default_model()?;
+    let (head, _) = retrieval_head(&model)?;
+    let mut embedded = embed_each(&model, &head, request.inputs).await?;
+    let (modality, embedding) = embedded.pop().ok_or_else(|| ApiError::internal("the query gave no embedding"))?;
+    let matches = search_index(&state, &q.index, &embedding, modality, q.k.unwrap_or(5))?;
+    Ok(Json(json!({"index": q.index, "modality": modality.name(), "matches": matches})))
 }

@@ -27,7 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(jobs::create))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
         .route("/v1/index/{name}", post(retrieval::add).get(retrieval::show))
-        .route("/v1/search", get(retrieval::search))
+        .route("/v1/search", get(retrieval::search).post(retrieval::search_by_input))
         .route("/v2", get(oip::server_metadata))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))

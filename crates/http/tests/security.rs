@@ -100,12 +100,14 @@ fn oversize_bodies_get_413_and_bad_bodies_never_5xx() {
 fn a_full_queue_answers_503_and_a_request_past_its_timeout_504() {
     let mut c = config();
     c.batching.queue_capacity = 1;
-    c.batching.max_delay_ms = 1500;
+    c.batching.max_delay_ms = 3000;
     let server = start(c, ApiKeys::none());
     let a = server.addr();
     let first = std::thread::spawn(move || post(a, "/v1/infer", INFER));
-    // Wait until the first request is queued, then the next one finds the queue full.
+    // Wait until the first request is queued (it waits there for the batch delay), then the
+    // next one finds the queue full.
     while !get(a, "/metrics").body.contains("omnifuse_queue_depth{model=\"omni\"} 1") {
+        assert!(!first.is_finished(), "the first request ran before it was seen queued");
         std::thread::sleep(Duration::from_millis(10));
     }
     let r = post(a, "/v1/infer", INFER);

@@ -186,6 +186,15 @@ fn an_index_finds_images_from_text() {
     assert_eq!(keys.len(), 2, "text finds the two images, not the text: {keys:?}");
     assert!(keys.contains(&"square.png") && keys.contains(&"wide.png"));
     assert!(matches[0]["score"].as_f64().unwrap() >= matches[1]["score"].as_f64().unwrap());
+    let by_image = json!({"inputs": [{"image": b64(&png(16, 16))}]}).to_string();
+    let r = post(a, "/v1/search?index=photos&k=3", &by_image);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = r.json();
+    assert_eq!(m["modality"], "image");
+    assert_eq!(m["matches"].as_array().unwrap().len(), 1, "an image finds the text only: {m}");
+    assert_eq!(m["matches"][0]["key"], "caption");
+    let r = post(a, "/v1/search?index=photos", r#"{"inputs":[{"text":"a"},{"text":"b"}]}"#);
+    assert!(r.error().contains("exactly one input"), "{}", r.body);
     assert_eq!(get(a, "/v1/search?index=none&text=x").status, 404);
     assert_eq!(get(a, "/v1/search?text=x").status, 400);
     let r = post(a, "/v1/index/bad%20name", r#"{"inputs":[{"text":"x"}]}"#);
