@@ -116,8 +116,14 @@ impl ServeConfig {
         if self.max_body_bytes == 0 {
             return Err(ConfigError("max_body_bytes must be at least 1, got 0".into()));
         }
-        if self.job_ttl_s == 0 {
-            return Err(ConfigError("job_ttl_s must be at least 1, got 0".into()));
+        let at_least_one = [
+            ("job_ttl_s", self.job_ttl_s as usize),
+            ("max_jobs", self.max_jobs),
+            ("max_indexes", self.max_indexes),
+            ("max_index_entries", self.max_index_entries),
+        ];
+        if let Some((name, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError(format!("{name} must be at least 1, got 0")));
         }
         self.policy().validate().map_err(|e| ConfigError(e.to_string()))
     }
@@ -157,6 +163,8 @@ mod tests {
         assert_eq!(c.batching.queue_capacity, BatchingConfig::default().queue_capacity);
         let e = ServeConfig::from_toml("[batching]\nmax_batch = 0\n").unwrap_err();
         assert!(e.0.contains("max_batch"), "{e}");
+        let e = ServeConfig::from_toml("max_jobs = 0\n").unwrap_err();
+        assert!(e.0.contains("max_jobs must be at least 1"), "{e}");
         let e = ServeConfig::from_toml("adress = \"x\"\n").unwrap_err();
         assert!(e.0.contains("adress"), "{e}");
     }
