@@ -16,6 +16,7 @@ mod kernels_int8;
 mod peers;
 mod quantize;
 mod run;
+mod serve;
 mod table;
 mod timing;
 mod tune;
@@ -61,6 +62,9 @@ enum Command {
     Index(index::Args),
     /// Benchmark the model on a seeded omni-modal workload (offline scenario: batching off vs on).
     Bench(bench::Args),
+    /// Serve the model over HTTP: a unified JSON API, async jobs, retrieval indexes, the Open
+    /// Inference Protocol v2 and Prometheus metrics, with dynamic batching and API keys.
+    Serve(serve::Args),
     /// Time candidate GEMM tile sizes on an OpenCL device and keep the fastest for it.
     Tune(tune::Args),
 }
@@ -69,6 +73,7 @@ enum Command {
 enum Failure {
     Core(omnifuse_core::Error),
     Model(omnifuse_model::Error),
+    Serve(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -76,6 +81,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Core(e) => e.fmt(f),
             Failure::Model(e) => e.fmt(f),
+            Failure::Serve(e) => e.fmt(f),
         }
     }
 }
@@ -97,6 +103,7 @@ fn main() -> ExitCode {
         Command::Accuracy(a) => accuracy::run(a).map_err(Failure::Model),
         Command::Index(a) => index::run(a).map_err(Failure::Model),
         Command::Bench(a) => bench::run(a).map_err(Failure::Model),
+        Command::Serve(a) => serve::run_command(a).map_err(Failure::Serve),
         Command::Tune(a) => tune::run(a).map_err(Failure::Core),
     };
     match result {
