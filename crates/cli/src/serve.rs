@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use omnifuse_http::auth::KEYS_ENV;
 use omnifuse_http::{ApiKeys, ServeConfig, run, serve_models};
 
+use omnifuse_model::Precision;
+
 use crate::run::ModelArgs;
 
 /// Arguments of `omnifuse serve`.
@@ -38,9 +40,9 @@ pub struct Args {
     /// Name the model is served under (`/v2/models/NAME`).
     #[arg(long, default_value = "omni")]
     model_name: String,
-    /// Numeric precision of the model: fp32.
-    #[arg(long, default_value = "fp32")]
-    precision: String,
+    /// Numeric precision: fp32 or int8 (default: as the model's weights are).
+    #[arg(long)]
+    precision: Option<String>,
     /// A serve.toml with the server's settings (flags override it).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -114,17 +116,16 @@ fn settings(a: &Args) -> Result<ServeConfig, String> {
 
 /// Run the command.
 pub fn run_command(args: Args) -> Result<ExitCode, String> {
-    if args.precision != "fp32" {
-        return Err(format!("precision '{}' is not available: only fp32 is implemented", args.precision));
-    }
+    let precision = args.precision.as_deref().map(str::parse::<Precision>).transpose().map_err(|e| e.to_string())?;
     let config = settings(&args)?;
     let env = std::env::var(KEYS_ENV).ok();
     let keys = ApiKeys::resolve(&config.auth, env.as_deref(), config.addr).map_err(|e| e.to_string())?;
-    let model = args.model.open().map_err(|e| e.to_string())?;
+    let model = args.model.open_in(precision).map_err(|e| e.to_string())?;
     let about = format!(
-        "{} ({} parameters) on {} as '{}'",
+        "{} ({} parameters, {}) on {} as '{}'",
         model.config().model.name,
         model.parameters(),
+        model.precision(),
         model.backend_name(),
         args.model_name
     );
