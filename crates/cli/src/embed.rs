@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use omnifuse_model::sentence::SentenceEncoder;
-use omnifuse_model::{Error, Result};
+use omnifuse_model::{Error, Precision, Result};
 use omnifuse_registry::{OpenOptions, open_with};
 
 /// Arguments of `omnifuse embed`.
@@ -21,7 +21,8 @@ pub struct Args {
     /// Device to run on (see `omnifuse info`).
     #[arg(long, default_value = "cpu")]
     backend: String,
-    /// Numeric precision: fp32.
+    /// Numeric precision: fp32, or int8 (dense layers' weights per output channel,
+    /// activations per token; embeddings, norms, attention and pooling stay f32).
     #[arg(long, default_value = "fp32")]
     precision: String,
     /// CPU threads (0 = all cores).
@@ -49,12 +50,7 @@ pub struct Args {
 
 /// Run the command.
 pub fn run(args: Args) -> Result<ExitCode> {
-    if args.precision != "fp32" {
-        return Err(Error::Request(format!(
-            "precision '{}' is not available: only fp32 is implemented",
-            args.precision
-        )));
-    }
+    let precision: Precision = args.precision.parse()?;
     let mut texts = args.sentences.clone();
     if let Some(path) = &args.file {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
@@ -65,7 +61,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let t0 = Instant::now();
     let backend = open_with(&args.backend, OpenOptions { threads: args.threads })?;
-    let mut encoder = SentenceEncoder::load(&args.model, backend)?;
+    let mut encoder = SentenceEncoder::load_in(&args.model, backend, precision)?;
     encoder.set_max_batch(args.batch);
     let load_ms = ms(t0);
     let t1 = Instant::now();

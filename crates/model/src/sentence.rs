@@ -8,13 +8,16 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use omnifuse_core::{Backend, Tensor};
+use omnifuse_core::quant::quantize_matrix;
+use omnifuse_core::{Backend, DType, HostTensor, Tensor};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::bert;
 use crate::builder::{Builder, to_f32};
 use crate::error::{Error, Result};
+use crate::precision::Precision;
 use crate::st_import::{EncoderFile, EncoderFiles};
+use crate::weights::{SCALE_SUFFIX, scale_name};
 
 /// Most tokens packed into one graph run (sentences are never split across runs).
 pub const BATCH_TOKENS: usize = 8192;
@@ -47,6 +50,30 @@ impl SentenceEncoder {
         SentenceEncoder::new(EncoderFiles::read(dir)?, backend)
     }
 
+    /// Load a text-encoder directory in `precision`: INT8 quantises the dense layers' weights
+    /// per output channel as they load (activations per token at run time); embeddings,
+    /// layer norms, attention and pooling stay f32.
+    pub fn load_in(dir: &Path, backend: Arc<dyn Backend>, precision: Precision) -> Result<SentenceEncoder> {
+        let mut files = EncoderFiles::read(dir)?;
+        if precision == Precision::Int8 {
+            let names: Vec<String> = files
+                .tensors
+                .iter()
+                .filter(|(n, t)| bert::is_linear_weight(n, t.desc.shape.dims()) && t.desc.dtype == DType::F32)
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in names {
+                let t = &files.tensors[&name];
+                let k = t.desc.shape.dims()[1];
+                let (q, steps) = quantize_matrix(&t.to_f32(), k);
+                let q = HostTensor::from_slice(t.desc.shape.dims(), &q)?;
+                files.tensors.insert(scale_name(&name), HostTensor::from_slice([steps.len()], &steps)?);
+                files.tensors.insert(name, q);
+            }
+        }
+        SentenceEncoder::new(files, backend)
+    }
+
     /// An encoder from files already read.
     pub fn new(files: EncoderFiles, backend: Arc<dyn Backend>) -> Result<SentenceEncoder> {
         let spec = files.spec;
@@ -71,7 +98,8 @@ impl SentenceEncoder {
         for (name, t) in &files.tensors {
             weights.insert(name.clone(), backend.to_device(t)?);
         }
-        let parameters = files.tensors.values().map(|t| t.desc.numel()).sum();
+        let parameters =
+            files.tensors.iter().filter(|(n, _)| !n.ends_with(SCALE_SUFFIX)).map(|(_, t)| t.desc.numel()).sum();
         Ok(SentenceEncoder { spec, tokenizer, backend, weights, parameters, max_batch: BATCH_SENTENCES })
     }
 
