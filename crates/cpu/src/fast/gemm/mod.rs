@@ -26,6 +26,7 @@ mod pack;
 mod portable;
 mod qgemm;
 pub mod vnni;
+mod vnni_small;
 
 use std::cell::RefCell;
 

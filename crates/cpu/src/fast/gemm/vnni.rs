@@ -182,20 +182,35 @@ thread_local! {
     static PACK_A: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Pack B's columns `col0 .. col0 + NR` as `[g][NR][4]` into `dst`; returns nothing, adds
-/// `128·Σ_k b[k][j]` to `comp[j - col0]`.
+/// Pack B's columns `col0 .. col0 + NR` as `[g][NR][4]` into `dst` and set `comp[j - col0]`
+/// to `128·Σ_k b[k][j]`.
 fn pack_b<const NR: usize>(p: &Problem, b: &[i8], col0: usize, dst: &mut [i8], comp: &mut [i32]) {
     let (k, n) = (p.k, p.n);
     dst.fill(0);
+    comp.fill(0);
+    let full = k / 4;
     for j in 0..NR.min(n - col0) {
         let col = col0 + j;
-        let mut sum = 0i32;
-        for kk in 0..k {
-            let v = if p.trans_b { b[col * k + kk] } else { b[kk * n + col] };
-            dst[(kk / 4) * NR * 4 + j * 4 + kk % 4] = v;
-            sum = sum.wrapping_add(i32::from(v));
+        if p.trans_b {
+            // Stored [n, k]: the column is a contiguous row; move it 4 bytes at a time.
+            let row = &b[col * k..(col + 1) * k];
+            let sum: i32 = row.iter().map(|&v| i32::from(v)).sum();
+            for (g, w) in row[..full * 4].chunks_exact(4).enumerate() {
+                dst[g * NR * 4 + j * 4..][..4].copy_from_slice(w);
+            }
+            for (t, &v) in row[full * 4..].iter().enumerate() {
+                dst[full * NR * 4 + j * 4 + t] = v;
+            }
+            comp[j] = sum.wrapping_mul(128);
+        } else {
+            let mut sum = 0i32;
+            for kk in 0..k {
+                let v = b[kk * n + col];
+                dst[(kk / 4) * NR * 4 + j * 4 + kk % 4] = v;
+                sum = sum.wrapping_add(i32::from(v));
+            }
+            comp[j] = sum.wrapping_mul(128);
         }
-        comp[j] = sum.wrapping_mul(128);
     }
 }
 
@@ -204,17 +219,19 @@ fn pack_b<const NR: usize>(p: &Problem, b: &[i8], col0: usize, dst: &mut [i8], c
 fn pack_a<const MR: usize>(p: &Problem, a: &[i8], row0: usize, rows: usize, groups: usize, dst: &mut [u8]) {
     let (k, m) = (p.k, p.m);
     dst.fill(128);
+    let full = k / 4;
     for r in 0..rows {
         let i = row0 + r;
         let (panel, ir) = (r / MR, r % MR);
         let base = panel * groups * MR * 4 + ir * 4;
         if !p.trans_a {
             let row = &a[i * k..(i + 1) * k];
-            for (g, chunk) in row.chunks(4).enumerate() {
-                let d = &mut dst[base + g * MR * 4..][..chunk.len()];
-                for (o, &v) in d.iter_mut().zip(chunk) {
-                    *o = (v as u8) ^ 0x80;
-                }
+            for (g, w) in row[..full * 4].chunks_exact(4).enumerate() {
+                let x = u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]) ^ 0x8080_8080;
+                dst[base + g * MR * 4..][..4].copy_from_slice(&x.to_le_bytes());
+            }
+            for (t, &v) in row[full * 4..].iter().enumerate() {
+                dst[base + full * MR * 4 + t] = (v as u8) ^ 0x80;
             }
         } else {
             for kk in 0..k {
@@ -353,8 +370,14 @@ impl Level {
         }
     }
 
-    /// Run `p` at this level.
+    /// Run `p` at this level (few rows on AVX-512 VNNI read the weight in place).
     pub fn run(self, p: &Problem, sink: &dyn Sink) {
+        if p.m == 0 || p.n == 0 {
+            return;
+        }
+        if self == Level::Zmm && super::vnni_small::fits(p) {
+            return super::vnni_small::run(p, sink);
+        }
         match self {
             Level::Zmm => run::<Zmm, 6, 64>(p, sink),
             Level::Ymm => run::<Ymm, 6, 16>(p, sink),
@@ -408,7 +431,15 @@ mod tests {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (seed >> 56) as u8 as i8
         };
-        let shapes = [(1, 1, 1, 1), (2, 7, 65, 9), (1, 13, 129, 1023), (3, 6, 64, 4), (1, 100, 3, 2050)];
+        let shapes = [
+            (1, 1, 1, 1),
+            (2, 7, 65, 9),
+            (1, 13, 129, 1023),
+            (3, 6, 64, 4),
+            (1, 100, 3, 2050),
+            (2, 5, 130, 200),
+            (1, 8, 64, 64),
+        ];
         for &(batch, m, n, k) in &shapes {
             for (ta, tb, shared) in
                 [(false, true, true), (true, false, false), (false, false, true), (true, true, false)]
