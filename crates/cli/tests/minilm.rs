@@ -71,6 +71,11 @@ fn golden() -> Golden {
 
 /// Embed `texts` (one per line of a file) with `--json --ids`.
 fn embed(model: &Path, texts: &[String], name: &str) -> (Vec<Vec<i64>>, Vec<Vec<f64>>) {
+    embed_in(model, texts, name, "fp32")
+}
+
+/// [`embed`] in `precision`.
+fn embed_in(model: &Path, texts: &[String], name: &str, precision: &str) -> (Vec<Vec<i64>>, Vec<Vec<f64>>) {
     let dir = scratch(name);
     let file = dir.join("sentences.txt");
     std::fs::write(&file, texts.join("\n") + "\n").unwrap();
@@ -80,6 +85,8 @@ fn embed(model: &Path, texts: &[String], name: &str) -> (Vec<Vec<i64>>, Vec<Vec<
         model.to_str().unwrap(),
         "--backend",
         &backend(),
+        "--precision",
+        precision,
         "--file",
         file.to_str().unwrap(),
         "--json",
@@ -134,6 +141,22 @@ fn every_golden_sentence_matches_sentence_transformers() {
         max_abs
     );
     assert!(worst.0 >= MIN_COSINE, "sentence {} ({:?}): cosine {} < {MIN_COSINE}", worst.1, g.texts[worst.1], worst.0);
+}
+
+/// INT8 (dense layers on the INT8 GEMM, activations per token) stays close to what
+/// sentence-transformers gave in FP32: the retrieval set's recall is measured by
+/// `tools/minilm/retrieval.py --precision int8`; here each vector's cosine is bounded.
+#[test]
+fn int8_stays_close_to_the_published_vectors() {
+    let Some(model) = model_dir() else { return };
+    let g = golden();
+    let (ids, vectors) = embed_in(&model, &g.texts, "int8", "int8");
+    assert_eq!(ids, g.ids, "INT8 must not change tokenisation");
+    let cos: Vec<f64> = vectors.iter().zip(&g.vectors).map(|(a, b)| cosine(a, b)).collect();
+    let mean = cos.iter().sum::<f64>() / cos.len() as f64;
+    let min = cos.iter().copied().fold(1.0, f64::min);
+    eprintln!("all-MiniLM-L6-v2 INT8 on {}: cosine with sentence-transformers mean {mean:.6}, min {min:.6}", backend());
+    assert!(mean >= 0.995 && min >= 0.975, "INT8 cosine mean {mean}, min {min}");
 }
 
 #[test]
