@@ -18,7 +18,7 @@ use crate::run::ModelArgs;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// The precision to measure against FP32: int8.
+    /// The precision to measure against FP32: int8 or fp16.
     #[arg(long, default_value = "int8")]
     precision: String,
     /// A directory of inputs (one request per file) with an optional labels.tsv
@@ -96,7 +96,7 @@ fn render(r: &Report, precision: Precision) -> String {
 pub fn run(args: Args) -> Result<ExitCode> {
     let precision: Precision = args.precision.parse()?;
     if precision == Precision::Fp32 {
-        return Err(Error::Config("--precision fp32 compares fp32 with itself: choose int8".into()));
+        return Err(Error::Config("--precision fp32 compares fp32 with itself: choose int8 or fp16".into()));
     }
     let data = match &args.dataset {
         Some(dir) => Dataset::load(dir).map_err(Error::Request)?,

@@ -21,8 +21,9 @@ pub struct Args {
     /// Device to run on (see `omnifuse info`).
     #[arg(long, default_value = "cpu")]
     backend: String,
-    /// Numeric precision: fp32, or int8 (dense layers' weights per output channel,
-    /// activations per token; embeddings, norms, attention and pooling stay f32).
+    /// Numeric precision: fp32; fp16 (f16 storage, f32 arithmetic); or int8 (dense layers'
+    /// weights per output channel, activations per token; embeddings, norms, attention and
+    /// pooling stay f32).
     #[arg(long, default_value = "fp32")]
     precision: String,
     /// CPU threads (0 = all cores).

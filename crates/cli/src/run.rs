@@ -56,9 +56,10 @@ impl ModelArgs {
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Numeric precision: fp32, or int8 (Linear weights per output channel, activations per
-    /// token, i32 accumulation; norms, softmax, attention and residuals stay f32). Default:
-    /// as the model's weights are (a directory from `omnifuse quantize` is int8).
+    /// Numeric precision: fp32; fp16 (f16 storage, f32 arithmetic in each op); or int8 (Linear
+    /// weights per output channel, activations per token, i32 accumulation; norms, softmax,
+    /// attention and residuals stay f32). Default: as the model's weights are (a directory
+    /// from `omnifuse quantize` is int8).
     #[arg(long)]
     precision: Option<String>,
     /// Head to answer, by name (e.g. sentiment), kind (classification, retrieval, generation)

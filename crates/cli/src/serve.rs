@@ -40,7 +40,7 @@ pub struct Args {
     /// Name the model is served under (`/v2/models/NAME`).
     #[arg(long, default_value = "omni")]
     model_name: String,
-    /// Numeric precision: fp32 or int8 (default: as the model's weights are).
+    /// Numeric precision: fp32, fp16 or int8 (default: as the model's weights are).
     #[arg(long)]
     precision: Option<String>,
     /// A serve.toml with the server's settings (flags override it).

@@ -18,7 +18,7 @@ fn serve_refuses_to_start_without_keys_or_insecurely() {
     let cases: [(&[&str], &str); 4] = [
         (&["serve"], "no API keys"),
         (&["serve", "--no-auth", "--addr", "0.0.0.0:0"], "not a loopback address"),
-        (&["serve", "--no-auth", "--precision", "fp16"], "precision fp16 is not available"),
+        (&["serve", "--no-auth", "--precision", "fp8"], "unknown precision 'fp8'"),
         (&["serve", "--no-auth", "--max-batch", "0"], "max_batch"),
     ];
     for (args, want) in cases {

@@ -45,12 +45,16 @@ pub struct Builder<'w> {
     weights: &'w HashMap<String, Tensor>,
     bound: HashMap<String, ValueId>,
     eps: f32,
+    /// The model runs in f16 storage: float data inputs are stored as f16 too.
+    half: bool,
 }
 
 impl<'w> Builder<'w> {
-    /// An empty graph over the model's device weights; `eps` is the layer-norm epsilon.
+    /// An empty graph over the model's device weights; `eps` is the layer-norm epsilon. When
+    /// the weights are stored in f16, so are the float data inputs.
     pub fn new(weights: &'w HashMap<String, Tensor>, eps: f32) -> Self {
-        Builder { g: Graph::new(), bindings: Vec::new(), weights, bound: HashMap::new(), eps }
+        let half = weights.values().any(|t| t.desc.dtype == DType::F16);
+        Builder { g: Graph::new(), bindings: Vec::new(), weights, bound: HashMap::new(), eps, half }
     }
 
     /// The weight called `name` (one graph input however often it is used).
@@ -65,8 +69,9 @@ impl<'w> Builder<'w> {
         Ok(v)
     }
 
-    /// A per-request host tensor input.
+    /// A per-request host tensor input (f32 data stored as f16 in an f16 model).
     pub fn data(&mut self, t: HostTensor) -> ValueId {
+        let t = if self.half && t.desc.dtype == DType::F32 { to_f16(&t) } else { t };
         let v = self.g.input(t.desc.clone());
         self.bindings.push(Binding::Data(t));
         v
@@ -286,10 +291,17 @@ pub fn cu_seqlens(lengths: &[usize]) -> Result<Vec<i32>> {
 /// Download a tensor as f32 values.
 pub fn to_f32(backend: &Arc<dyn Backend>, t: &Tensor) -> Result<Vec<f32>> {
     let h = backend.to_host(t)?;
-    if h.desc.dtype != DType::F32 {
-        return Err(Error::Request(format!("internal: expected an f32 output, got {}", h.desc.dtype)));
+    if !matches!(h.desc.dtype, DType::F32 | DType::F16) {
+        return Err(Error::Request(format!("internal: expected an f32 or f16 output, got {}", h.desc.dtype)));
     }
     Ok(h.to_f32())
+}
+
+/// `t` (f32) stored as f16.
+pub fn to_f16(t: &HostTensor) -> HostTensor {
+    let bytes: Vec<u8> = t.to_f32().iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+    HostTensor::from_bytes(omnifuse_core::TensorDesc::new(t.desc.shape.clone(), DType::F16), bytes)
+        .expect("two bytes per element of the same shape always fit")
 }
 
 /// A host f32 tensor.

@@ -85,6 +85,16 @@ impl Model {
             Precision::Int8 => {
                 weights.quantize_int8(&crate::weights::spec(&config), &config.quant.keep_fp32)?;
             }
+            Precision::Fp16 => {
+                if quantised {
+                    return Err(Error::Config(
+                        "this model's weights are INT8: run it with --precision int8, or convert the fp32 model".into(),
+                    ));
+                }
+                let mut model = Model::new(config, &weights, backend, tokenizer)?;
+                model.store_half()?;
+                return Ok(model);
+            }
             Precision::Fp32 if quantised => {
                 return Err(Error::Config(
                     "this model's weights are INT8 (written by `omnifuse quantize`): run it with --precision int8, or \
@@ -160,6 +170,20 @@ impl Model {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Store every float weight in f16 (except the attention pair bias, which the attention op
+    /// takes in f32), so activations follow in f16.
+    fn store_half(&mut self) -> Result<()> {
+        for (name, t) in self.weights.iter_mut() {
+            if t.desc.dtype != omnifuse_core::DType::F32 || name.ends_with("pair_bias") {
+                continue;
+            }
+            let host = self.backend.to_host(t)?;
+            *t = self.backend.to_device(&crate::builder::to_f16(&host))?;
+        }
+        self.precision = Precision::Fp16;
+        Ok(())
     }
 
     /// The precision the model runs in.

@@ -12,6 +12,9 @@ pub enum Precision {
     /// f32 weights and activations.
     #[default]
     Fp32,
+    /// f16 storage of weights and activations, f32 arithmetic inside every op (the
+    /// per-modality-pair attention bias stays f32, as the attention op defines it).
+    Fp16,
     /// INT8 weights (symmetric per output channel) and activations (symmetric per token,
     /// quantised on the fly), i32 accumulation, dequantised in the GEMM's epilogue; layer
     /// norms, softmax, attention, embeddings and residual sums stay f32.
@@ -23,6 +26,7 @@ impl Precision {
     pub fn name(self) -> &'static str {
         match self {
             Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
             Precision::Int8 => "int8",
         }
     }
@@ -40,12 +44,8 @@ impl FromStr for Precision {
         match s {
             "fp32" | "f32" => Ok(Precision::Fp32),
             "int8" | "i8" => Ok(Precision::Int8),
-            "fp16" | "f16" => Err(Error::Config(
-                "precision fp16 is not available yet for whole models: use fp32 or int8 (f16 storage works per op: \
-                 `omnifuse kernels --dtype f16`)"
-                    .into(),
-            )),
-            other => Err(Error::Config(format!("unknown precision '{other}': expected fp32 or int8"))),
+            "fp16" | "f16" => Ok(Precision::Fp16),
+            other => Err(Error::Config(format!("unknown precision '{other}': expected fp32, fp16 or int8"))),
         }
     }
 }

@@ -51,8 +51,9 @@ impl SentenceEncoder {
     }
 
     /// Load a text-encoder directory in `precision`: INT8 quantises the dense layers' weights
-    /// per output channel as they load (activations per token at run time); embeddings,
-    /// layer norms, attention and pooling stay f32.
+    /// per output channel as they load (activations per token at run time; embeddings,
+    /// layer norms, attention and pooling stay f32); FP16 stores every weight and activation
+    /// in f16 (each op computes in f32).
     pub fn load_in(dir: &Path, backend: Arc<dyn Backend>, precision: Precision) -> Result<SentenceEncoder> {
         let mut files = EncoderFiles::read(dir)?;
         if precision == Precision::Int8 {
@@ -69,6 +70,13 @@ impl SentenceEncoder {
                 let q = HostTensor::from_slice(t.desc.shape.dims(), &q)?;
                 files.tensors.insert(scale_name(&name), HostTensor::from_slice([steps.len()], &steps)?);
                 files.tensors.insert(name, q);
+            }
+        }
+        if precision == Precision::Fp16 {
+            for t in files.tensors.values_mut() {
+                if t.desc.dtype == DType::F32 {
+                    *t = crate::builder::to_f16(t);
+                }
             }
         }
         SentenceEncoder::new(files, backend)

@@ -1,6 +1,7 @@
-//! INT8 precision end to end: a model quantised as it loads answers exactly what the INT8
-//! directory `quantize` would write answers after a save and load, stays close to FP32, is
-//! about a quarter of the FP32 file, and an INT8 directory refuses to run as FP32.
+//! Lower precisions end to end: a model quantised to INT8 as it loads answers exactly what the
+//! INT8 directory `quantize` would write answers after a save and load, stays close to FP32,
+//! is about a quarter of the FP32 file, and an INT8 directory refuses to run as FP32; FP16
+//! storage stays closer still.
 
 #![allow(clippy::unwrap_used, clippy::panic)] // tests fail by panicking
 
@@ -58,6 +59,12 @@ fn quantised_on_load_equals_saved_and_reloaded_and_stays_close_to_fp32() {
     let cos = cosine(&fused(&a), &fused(&b));
     assert!(cos > 0.999, "INT8 embedding cosine with FP32 is {cos}");
     assert_ne!(fused(&a), fused(&b), "INT8 must actually run in INT8");
+
+    let half = Model::load_in(&f32_dir, backend.clone(), Precision::Fp16).unwrap();
+    assert_eq!(half.precision(), Precision::Fp16);
+    let h = half.run(&inputs, &params).unwrap();
+    let cos = cosine(&fused(&a), &fused(&h));
+    assert!(cos > 0.99999, "FP16 embedding cosine with FP32 is {cos}");
 
     let err = Model::load_in(&i8_dir, backend, Precision::Fp32).err().unwrap().to_string();
     assert!(err.contains("--precision int8"), "{err}");
