@@ -4,7 +4,10 @@
 thread count, on the same sentences of mixed lengths (8 to 128 tokens, [CLS]/[SEP] included).
 
 Usage: python3 tools/minilm/speed.py --model DIR [--bin target/release/omnifuse]
-           [--sentences 512] [--batch 32] [--threads N] [--repeat 3]
+           [--sentences 512] [--batch 32] [--threads N] [--repeat 3] [--precision fp32|int8]
+  With --precision int8, omnifuse runs its INT8 path and PyTorch's own dynamic INT8
+  quantisation of the Linear layers (torch.ao.quantization.quantize_dynamic) is timed too, so
+  the INT8 figure has a like-for-like peer next to the FP32 one.
   DIR is the sentence-transformers directory (tools/minilm/fetch.sh prints it).
 Needs: sentence-transformers and torch (the golden.py environment).
 
@@ -57,6 +60,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
     args = ap.parse_args()
 
     import numpy as np
@@ -86,6 +90,18 @@ def main() -> int:
             ref = st.encode(texts, batch_size=args.batch, convert_to_numpy=True)
             best_st = min(best_st, time.perf_counter() - t0)
 
+    # PyTorch's dynamic INT8 (Linear weights per channel, activations per batch at run time).
+    best_q = None
+    if args.precision == "int8":
+        qst = torch.ao.quantization.quantize_dynamic(st, {torch.nn.Linear}, dtype=torch.qint8)
+        with torch.inference_mode():
+            qst.encode(texts[: args.batch], batch_size=args.batch)
+            best_q = float("inf")
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                qst.encode(texts, batch_size=args.batch, convert_to_numpy=True)
+                best_q = min(best_q, time.perf_counter() - t0)
+
     # omnifuse embed, timing reported by the command itself (encoding only, not loading).
     with tempfile.TemporaryDirectory() as tmp:
         f = Path(tmp) / "sentences.txt"
@@ -94,7 +110,7 @@ def main() -> int:
         best_of = float("inf")
         cmd = [
             args.bin, "embed", "--model", str(args.model), "--backend", args.backend, "--file", str(f),
-            "--batch", str(args.batch), "--threads", str(args.threads), "--timing",
+            "--batch", str(args.batch), "--threads", str(args.threads), "--timing", "--precision", args.precision,
         ]
         for _ in range(args.repeat):
             with open(out_path, "w") as out:
@@ -111,9 +127,14 @@ def main() -> int:
 
     cos = np.sum(ours * ref, axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))
     print(f"{'':40} {'seconds':>9} {'sentences/s':>12} {'tokens/s':>10}")
-    for name, secs in [(f"omnifuse ({args.backend})", best_of), (f"sentence-transformers {torch.__version__}", best_st)]:
+    rows = [(f"omnifuse {args.precision} ({args.backend})", best_of), (f"sentence-transformers {torch.__version__}", best_st)]
+    if best_q is not None:
+        rows.append(("sentence-transformers, torch dynamic int8", best_q))
+    for name, secs in rows:
         print(f"{name:40} {secs:9.3f} {len(texts) / secs:12.1f} {tokens / secs:10.0f}")
     print(f"omnifuse / sentence-transformers speed: {best_st / best_of:.2f}x; min cosine between them {cos.min():.9f}")
+    if best_q is not None:
+        print(f"omnifuse int8 / torch dynamic int8 speed: {best_q / best_of:.2f}x")
     return 0
 
 
