@@ -71,6 +71,13 @@ impl Engine {
     }
 }
 
+impl omnifuse_engine {
+    /// The engine's shared state (for Rust callers of this crate: measurements and tests).
+    pub fn engine(&self) -> &Engine {
+        &self.inner
+    }
+}
+
 /// Borrow the engine behind `engine`.
 ///
 /// # Safety
