@@ -37,6 +37,13 @@ pub struct Engine {
     pub head_names: Vec<CString>,
 }
 
+// The engine is shared by every thread that calls into it.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<Engine>();
+    shared::<omnifuse_engine>();
+};
+
 impl Engine {
     /// Open the model `s` names and start its batcher.
     pub fn open(s: &Settings) -> Outcome<Engine> {

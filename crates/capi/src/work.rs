@@ -302,3 +302,54 @@ pub fn execute(model: &Model, batch: Vec<Arc<Work>>) -> Vec<()> {
     }
     vec![(); n]
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    unsafe extern "C" fn count(_job: *mut crate::job::omnifuse_job, status: omnifuse_status, user_data: *mut c_void) {
+        assert_eq!(status, OMNIFUSE_STATUS_CANCELLED);
+        // SAFETY: the tests pass a pointer to a live AtomicUsize.
+        unsafe { &*user_data.cast::<AtomicUsize>() }.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_queued_job_cancels_once_and_reports_it_everywhere() {
+        let calls = AtomicUsize::new(0);
+        let w = Work::new(Arc::default(), Some(count), (&calls as *const AtomicUsize).cast_mut().cast());
+        assert_eq!(w.poll(), Ok(OMNIFUSE_STATUS_PENDING));
+        assert_eq!(w.wait(Some(Duration::from_millis(1))), Ok(OMNIFUSE_STATUS_PENDING));
+        assert_eq!(w.take().unwrap_err().status, OMNIFUSE_STATUS_PENDING);
+        w.cancel().unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the callback ran once, on the cancelling thread");
+        assert_eq!(w.poll().unwrap_err().status, OMNIFUSE_STATUS_CANCELLED);
+        assert_eq!(w.wait(None).unwrap_err().status, OMNIFUSE_STATUS_CANCELLED);
+        assert_eq!(w.cancel().unwrap_err().status, OMNIFUSE_STATUS_TOO_LATE);
+        assert_eq!(w.take().unwrap_err().status, OMNIFUSE_STATUS_CANCELLED);
+        assert!(!w.start(), "a cancelled job never starts");
+        w.detach();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_detached_job_never_calls_back_and_never_runs() {
+        let calls = AtomicUsize::new(0);
+        let w = Work::new(Arc::default(), Some(count), (&calls as *const AtomicUsize).cast_mut().cast());
+        w.detach();
+        assert!(!w.start());
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert_eq!(w.poll().unwrap_err().status, OMNIFUSE_STATUS_CANCELLED);
+    }
+
+    #[test]
+    fn a_running_job_is_too_late_to_cancel() {
+        let w = Work::new(Arc::default(), None, std::ptr::null_mut());
+        assert!(w.start());
+        assert_eq!(w.cancel().unwrap_err().status, OMNIFUSE_STATUS_TOO_LATE);
+        w.finish(Err(Failure::new(crate::status::OMNIFUSE_STATUS_BAD_INPUT, "bad")));
+        assert_eq!(w.wait(None).unwrap_err().message, "bad");
+    }
+}
