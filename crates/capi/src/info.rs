@@ -241,3 +241,21 @@ pub unsafe extern "C" fn omnifuse_engine_head_info(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_soname_carries_the_abi_major() {
+        assert_eq!(env!("OMNIFUSE_SONAME_MAJOR").parse::<u32>().unwrap(), OMNIFUSE_ABI_MAJOR);
+    }
+
+    #[test]
+    fn the_version_is_a_c_string() {
+        // SAFETY: `omnifuse_version` returns a static NUL-terminated string.
+        let v = unsafe { std::ffi::CStr::from_ptr(omnifuse_version()) };
+        assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+}
