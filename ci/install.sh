@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing omnifuse needs, only where it is missing, so running it
-# twice does nothing the second time. Today: the Rust components rustfmt and clippy.
+# twice does nothing the second time: the Rust components rustfmt and clippy, and the Debian
+# packages below.
 set -euo pipefail
 
 need_component() {
@@ -16,19 +17,21 @@ need_component clippy clippy
 # conformance runs for real. The backend loads libOpenCL at run time: nothing here is needed
 # to build, only to test. Installed with apt when missing; elsewhere the tests skip.
 need_debs() {
+  local skips="$1"
+  shift
   local missing=()
   for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "note: apt-get not found; not installing ${missing[*]} (the OpenCL conformance will skip)"
+    echo "note: apt-get not found; not installing ${missing[*]} ($skips)"
     return 0
   fi
   local sudo=""
   if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
-      echo "note: not root and no sudo; not installing ${missing[*]} (the OpenCL conformance will skip)"
+      echo "note: not root and no sudo; not installing ${missing[*]} ($skips)"
       return 0
     fi
   fi
@@ -36,6 +39,10 @@ need_debs() {
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
     || { $sudo apt-get update -qq >/dev/null 2>&1 && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; } \
-    || echo "WARNING: could not install ${missing[*]}; the OpenCL conformance will skip instead of running on PoCL"
+    || echo "WARNING: could not install ${missing[*]} ($skips)"
 }
-need_debs pocl-opencl-icd ocl-icd-opencl-dev clinfo
+need_debs "the OpenCL conformance will skip instead of running on PoCL" pocl-opencl-icd ocl-icd-opencl-dev clinfo
+
+# valgrind: the C ABI test (crates/capi/tests/c_abi.rs) runs its C program under it and
+# requires 0 errors and nothing definitely lost; without it that part skips, saying so.
+need_debs "the C ABI test will skip its valgrind run" valgrind
