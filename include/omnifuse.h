@@ -89,8 +89,8 @@ typedef struct omnifuse_engine_options {
   // Device index appended to `backend` as `backend:device`; -1 (the default) uses the
   // name as given.
   int32_t device;
-  // Numeric precision of the model: `"fp32"` (NULL). Others are refused with
-  // `OMNIFUSE_STATUS_UNSUPPORTED` until they are implemented.
+  // Numeric precision of the model: `"fp32"`, `"fp16"` or `"int8"`; NULL runs the model as
+  // its weights are (an INT8 directory in INT8, else FP32).
   const char *precision;
   // CPU threads of the CPU backend; 0 (the default) uses one per core.
   uint32_t threads;

@@ -49,8 +49,11 @@ impl Engine {
     pub fn open(s: &Settings) -> Outcome<Engine> {
         let backend = open_with(&s.device, OpenOptions { threads: s.threads })?;
         let model = Arc::new(match &s.model_dir {
-            Some(dir) => Model::load(dir, backend)?,
-            None => Model::preset(&s.preset, backend)?,
+            Some(dir) => match s.precision {
+                Some(p) => Model::load_in(dir, backend, p)?,
+                None => Model::load(dir, backend)?,
+            },
+            None => Model::preset_in(&s.preset, backend, s.precision.unwrap_or_default())?,
         });
         let heads_json = crate::info::heads_json(&model)?;
         let head_names =

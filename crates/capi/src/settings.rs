@@ -5,6 +5,7 @@ use std::ffi::c_char;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use omnifuse_model::Precision;
 use omnifuse_serve::BatchPolicy;
 use serde_json::{Map, Value};
 
@@ -31,8 +32,8 @@ pub struct omnifuse_engine_options {
     /// Device index appended to `backend` as `backend:device`; -1 (the default) uses the
     /// name as given.
     pub device: i32,
-    /// Numeric precision of the model: `"fp32"` (NULL). Others are refused with
-    /// `OMNIFUSE_STATUS_UNSUPPORTED` until they are implemented.
+    /// Numeric precision of the model: `"fp32"`, `"fp16"` or `"int8"`; NULL runs the model as
+    /// its weights are (an INT8 directory in INT8, else FP32).
     pub precision: *const c_char,
     /// CPU threads of the CPU backend; 0 (the default) uses one per core.
     pub threads: u32,
@@ -62,16 +63,25 @@ pub struct Settings {
     pub threads: usize,
     /// The batching policy.
     pub policy: BatchPolicy,
+    /// The precision asked for (`None`: as the weights are).
+    pub precision: Option<Precision>,
 }
 
 const DEFAULT_PRESET: &str = "omni-small";
 const DEFAULT_BACKEND: &str = "cpu";
-const PRECISIONS: &str = "fp32";
+const PRECISIONS: &str = "fp32, fp16 or int8";
 
 impl Default for Settings {
     fn default() -> Self {
         let policy = BatchPolicy { max_delay: Duration::ZERO, ..BatchPolicy::default() };
-        Settings { model_dir: None, preset: DEFAULT_PRESET.into(), device: DEFAULT_BACKEND.into(), threads: 0, policy }
+        Settings {
+            model_dir: None,
+            preset: DEFAULT_PRESET.into(),
+            device: DEFAULT_BACKEND.into(),
+            threads: 0,
+            policy,
+            precision: None,
+        }
     }
 }
 
@@ -108,13 +118,15 @@ fn device_name(backend: &str, device: Option<i64>) -> Outcome<String> {
     }
 }
 
-fn check_precision(precision: Option<&str>) -> Outcome {
+fn check_precision(precision: Option<&str>) -> Outcome<Option<Precision>> {
     match precision {
-        None | Some("fp32") => Ok(()),
-        Some(p) => Err(Failure::new(
-            OMNIFUSE_STATUS_UNSUPPORTED,
-            format!("precision \"{p}\" is not available: expected {PRECISIONS} (the only precision implemented)"),
-        )),
+        None => Ok(None),
+        Some(p) => p.parse::<Precision>().map(Some).map_err(|_| {
+            Failure::new(
+                OMNIFUSE_STATUS_UNSUPPORTED,
+                format!("precision \"{p}\" is not available: expected {PRECISIONS}"),
+            )
+        }),
     }
 }
 
@@ -152,8 +164,9 @@ impl Settings {
         let backend = unsafe { opt_cstr(o.backend, "options.backend")? };
         // SAFETY: as above.
         let precision = unsafe { opt_cstr(o.precision, "options.precision")? };
-        check_precision(precision)?;
+        let precision = check_precision(precision)?;
         Ok(Settings {
+            precision,
             model_dir: model_dir.map(PathBuf::from),
             preset: preset.unwrap_or(DEFAULT_PRESET).to_string(),
             device: device_name(backend.unwrap_or(DEFAULT_BACKEND), Some(i64::from(o.device)))?,
@@ -197,7 +210,7 @@ impl Settings {
         };
         check_keys(&map)?;
         let precision = string("precision")?;
-        check_precision(precision.as_deref())?;
+        let precision = check_precision(precision.as_deref())?;
         let device =
             match map.get("device") {
                 None | Some(Value::Null) => None,
@@ -207,6 +220,7 @@ impl Settings {
             };
         let backend = string("backend")?.unwrap_or_else(|| DEFAULT_BACKEND.into());
         Ok(Settings {
+            precision,
             model_dir: string("model_dir")?.map(PathBuf::from),
             preset: string("preset")?.unwrap_or_else(|| DEFAULT_PRESET.into()),
             device: device_name(&backend, device)?,

@@ -260,10 +260,10 @@ static void check_errors(void) {
 
     omnifuse_engine_options o;
     OK(omnifuse_engine_options_init(&o));
-    o.precision = "fp16";
+    o.precision = "fp8";
     omnifuse_engine *e = NULL;
-    CHECK(omnifuse_engine_create(&o, &e) == OMNIFUSE_STATUS_UNSUPPORTED, "fp16 refused");
-    CHECK(strstr(omnifuse_last_error(), "\"fp16\"") != NULL, "%s", omnifuse_last_error());
+    CHECK(omnifuse_engine_create(&o, &e) == OMNIFUSE_STATUS_UNSUPPORTED, "fp8 refused");
+    CHECK(strstr(omnifuse_last_error(), "\"fp8\"") != NULL, "%s", omnifuse_last_error());
     CHECK(omnifuse_engine_create_json("{\"backend\":\"tpu\"}", &e) == OMNIFUSE_STATUS_INVALID_ARGUMENT,
           "unknown device");
     CHECK(strstr(omnifuse_last_error(), "tpu") != NULL, "%s", omnifuse_last_error());
