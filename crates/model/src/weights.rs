@@ -229,14 +229,7 @@ impl Weights {
                 let what = if w.shape.len() >= 2 { "F32 (or I8 with its _scale)" } else { "F32" };
                 return Err(Error::Weights(format!("tensor '{}' is {:?}, expected {what}", w.name, view.dtype())));
             }
-            if view.shape() != w.shape.as_slice() {
-                return Err(Error::Weights(format!(
-                    "tensor '{}' has shape {:?}, expected {:?}",
-                    w.name,
-                    view.shape(),
-                    w.shape
-                )));
-            }
+            check_shape(w, view.shape())?;
             let desc = TensorDesc::new(w.shape.as_slice(), DType::F32);
             tensors.insert(w.name.clone(), HostTensor::from_bytes(desc, view.data().to_vec())?);
         }
@@ -353,17 +346,18 @@ pub fn scale_name(name: &str) -> String {
     format!("{name}{SCALE_SUFFIX}")
 }
 
+/// A stored tensor's shape must be the one the config implies.
+fn check_shape(w: &WeightSpec, got: &[usize]) -> Result<()> {
+    if got != w.shape.as_slice() {
+        return Err(Error::Weights(format!("tensor '{}' has shape {got:?}, expected {:?}", w.name, w.shape)));
+    }
+    Ok(())
+}
+
 /// Read an INT8 weight and its steps, checking both shapes.
 fn read_quantised(st: &SafeTensors, w: &WeightSpec) -> Result<(HostTensor, HostTensor)> {
     let view = st.tensor(&w.name).map_err(|_| Error::Weights(format!("tensor '{}' is missing", w.name)))?;
-    if view.shape() != w.shape.as_slice() {
-        return Err(Error::Weights(format!(
-            "tensor '{}' has shape {:?}, expected {:?}",
-            w.name,
-            view.shape(),
-            w.shape
-        )));
-    }
+    check_shape(w, view.shape())?;
     let sname = scale_name(&w.name);
     let sv = st.tensor(&sname).map_err(|_| {
         Error::Weights(format!("tensor '{}' is I8 but its per-channel steps '{sname}' are missing", w.name))

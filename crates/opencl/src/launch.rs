@@ -46,6 +46,15 @@ fn prod(d: &[usize]) -> usize {
     d.iter().product()
 }
 
+/// The activation code shared with the kernels (common.cl): 0 none, 1 ReLU, 2 GELU.
+fn act_code(a: Activation) -> i32 {
+    match a {
+        Activation::None => 0,
+        Activation::Relu => 1,
+        Activation::Gelu => 2,
+    }
+}
+
 fn u(v: usize) -> Arg {
     Arg::U64(v as u64)
 }
@@ -83,11 +92,7 @@ pub fn launch(be: &OpenClBackend, op: &Op, inputs: &[&Tensor], out: &Tensor) -> 
             let mut extra = inputs[2..].iter();
             let bias = if ep.bias { extra.next().map(|t| be.mem(t)).transpose()? } else { None };
             let res = if ep.residual { extra.next().map(|t| be.mem(t)).transpose()? } else { None };
-            let act = match ep.activation {
-                Activation::None => 0,
-                Activation::Relu => 1,
-                Activation::Gelu => 2,
-            };
+            let act = act_code(ep.activation);
             let local = [tiles.tn / tiles.wn, tiles.tm / tiles.wm, 1];
             let global = [d.n.div_ceil(tiles.tn) * local[0], d.m.div_ceil(tiles.tm) * local[1], d.batch];
             let args = [
@@ -134,11 +139,7 @@ pub fn launch(be: &OpenClBackend, op: &Op, inputs: &[&Tensor], out: &Tensor) -> 
             let mut extra = inputs[3 + usize::from(dt == DType::I8)..].iter();
             let bias = if ep.bias { extra.next().map(|t| be.mem(t)).transpose()? } else { None };
             let res = if ep.residual { extra.next().map(|t| be.mem(t)).transpose()? } else { None };
-            let act = match ep.activation {
-                Activation::None => 0,
-                Activation::Relu => 1,
-                Activation::Gelu => 2,
-            };
+            let act = act_code(ep.activation);
             let local = [tiles.tn / tiles.wn, tiles.tm / tiles.wm, 1];
             let global = [d.n.div_ceil(tiles.tn) * local[0], rows.div_ceil(tiles.tm) * local[1], 1];
             let args = [

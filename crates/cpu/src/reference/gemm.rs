@@ -15,6 +15,16 @@ fn b_at<T: Copy>(g: &GemmArgs<T>, b: usize, p: usize, j: usize) -> T {
     g.b[g.b_offset(b) + idx]
 }
 
+/// `act(v + bias)` in f64, GELU in its exact erf form.
+fn bias_act(v: f64, bias: Option<f32>, act: Activation) -> f64 {
+    let v = v + bias.map_or(0.0, f64::from);
+    match act {
+        Activation::None => v,
+        Activation::Relu => v.max(0.0),
+        Activation::Gelu => 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
+    }
+}
+
 /// f32 GEMM with epilogue.
 pub fn gemm_f32(g: &GemmArgs<f32>, out: &mut [f32]) {
     let ep = &g.epilogue;
@@ -25,15 +35,7 @@ pub fn gemm_f32(g: &GemmArgs<f32>, out: &mut [f32]) {
                 for p in 0..g.k {
                     acc += a_at(g, b, i, p) as f64 * b_at(g, b, p, j) as f64;
                 }
-                let mut v = acc * ep.scale as f64;
-                if let Some(bias) = g.bias {
-                    v += bias[j] as f64;
-                }
-                v = match ep.activation {
-                    Activation::None => v,
-                    Activation::Relu => v.max(0.0),
-                    Activation::Gelu => 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
-                };
+                let mut v = bias_act(acc * ep.scale as f64, g.bias.map(|b| b[j]), ep.activation);
                 let o = (b * g.m + i) * g.n + j;
                 if let Some(r) = g.residual {
                     v += r[o] as f64;
@@ -70,15 +72,8 @@ pub fn qgemm(g: &QGemmArgs, mut out: QOut<'_>) {
         for j in 0..g.n {
             let b = &g.b[j * g.k..(j + 1) * g.k];
             let acc = a.iter().zip(b).fold(0i32, |s, (&x, &y)| s.wrapping_add(x as i32 * y as i32));
-            let mut v = acc as f64 * sa * g.b_scale[j] as f64 * ep.scale as f64;
-            if let Some(bias) = g.bias {
-                v += bias[j] as f64;
-            }
-            v = match ep.activation {
-                Activation::None => v,
-                Activation::Relu => v.max(0.0),
-                Activation::Gelu => 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
-            };
+            let v = acc as f64 * sa * g.b_scale[j] as f64 * ep.scale as f64;
+            let mut v = bias_act(v, g.bias.map(|b| b[j]), ep.activation);
             let o = r * g.n + j;
             if let Some(res) = g.residual {
                 v += res[o] as f64;
