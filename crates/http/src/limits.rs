@@ -35,14 +35,5 @@ pub fn json_object(bytes: &Bytes) -> ApiResult<Map<String, Value>> {
     }
 }
 
-/// A JSON value's kind, for messages.
-pub fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
+/// A JSON value's kind, for messages: the model's request parser's own wording.
+pub use omnifuse_model::request::kind;

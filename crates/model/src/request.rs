@@ -80,8 +80,8 @@ impl Request {
     }
 }
 
-/// A JSON value's kind, for error messages.
-fn kind(value: &Value) -> &'static str {
+/// A JSON value's kind, for error messages (also the HTTP server's).
+pub fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
