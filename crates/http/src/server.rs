@@ -17,7 +17,7 @@ use crate::config::ServeConfig;
 use crate::engine::ServedModel;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{jobs, metrics, oip, retrieval, unified};
+use crate::{jobs, limits, metrics, oip, retrieval, unified};
 
 /// Every route over `state`.
 pub fn router(state: AppState) -> Router {
@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(limits::require_json))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
