@@ -98,6 +98,7 @@ pub fn serve_models(
         .into_iter()
         .map(|(name, m)| {
             ServedModel::new(&name, m, config.policy(), config.request_timeout())
+                .map(|s| s.with_monitoring(config.monitoring.clone()))
                 .map_err(|e| crate::config::ConfigError(e.to_string()).into())
         })
         .collect()
