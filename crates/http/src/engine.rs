@@ -4,7 +4,7 @@
 //! caller went away, or whose job was cancelled, before its batch started is not run.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use omnifuse_model::input::RawInput;
@@ -99,6 +99,7 @@ pub struct ServedModel {
     batcher: Batcher<Work, ()>,
     stats: Arc<ModelStats>,
     monitor: Arc<Monitor>,
+    ready: AtomicBool,
     policy: BatchPolicy,
     timeout: Option<Duration>,
 }
@@ -122,13 +123,35 @@ impl ServedModel {
         let (m, s) = (model.clone(), stats.clone());
         let batcher = Batcher::new(policy.clone(), move |batch: Vec<Work>| execute(&m, &s, batch))?;
         let monitor = Arc::new(Monitor::new(name, MonitoringConfig::default()));
-        Ok(ServedModel { name: name.to_string(), model, batcher, stats, monitor, policy, timeout })
+        let ready = AtomicBool::new(false);
+        Ok(ServedModel { name: name.to_string(), model, batcher, stats, monitor, ready, policy, timeout })
     }
 
     /// The same, monitored with these settings (the default otherwise).
     pub fn with_monitoring(mut self, config: MonitoringConfig) -> Self {
         self.monitor = Arc::new(Monitor::new(&self.name, config));
         self
+    }
+
+    /// Run one warm-up request (a short text, every head) straight through the model — not
+    /// through the batcher, so it counts in no statistics — and mark the model ready when it
+    /// succeeds; the error says why it failed.
+    pub fn warm_up(&self) -> Result<(), String> {
+        let inputs = [RawInput::Text("warm-up".into())];
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.model.run(&inputs, &Parameters::default())))
+        {
+            Ok(Ok(_)) => {
+                self.ready.store(true, Ordering::Release);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("the warm-up request of model {} failed: {e}", self.name)),
+            Err(_) => Err(format!("the warm-up request of model {} panicked", self.name)),
+        }
+    }
+
+    /// Whether its warm-up request has run.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
 
     /// Its traffic monitor.
