@@ -19,7 +19,6 @@ pub mod engine;
 pub mod error;
 pub mod jobs;
 pub mod limits;
-pub mod log;
 pub mod metrics;
 pub mod monitor;
 pub mod oip;

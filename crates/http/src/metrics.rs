@@ -69,7 +69,9 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let method = method_label(request.method()).to_string();
     let start = Instant::now();
     let response = next.run(request).await;
-    state.metrics.record(&method, &route, response.status().as_u16(), start.elapsed().as_secs_f64());
+    let (status, seconds) = (response.status().as_u16(), start.elapsed().as_secs_f64());
+    state.metrics.record(&method, &route, status, seconds);
+    tracing::debug!(method = %method, route = %route, status, ms = seconds * 1000.0, "request");
     response
 }
 

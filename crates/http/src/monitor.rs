@@ -250,23 +250,23 @@ impl Monitor {
             let since = *s.above_since.get_or_insert(now);
             if !s.scale_out && now.duration_since(since) >= Duration::from_secs(self.config.scale_out_after_s) {
                 s.scale_out = true;
-                crate::log::info(&format!(
+                tracing::info!(
                     "scale-out signal: model {}: {:.0}% of the last {n} requests carry images, over {:.0}% for {} s",
                     self.name,
                     share * 100.0,
                     self.config.scale_out_image_share * 100.0,
                     self.config.scale_out_after_s
-                ));
+                );
             }
         } else {
             s.above_since = None;
             if s.scale_out {
                 s.scale_out = false;
-                crate::log::info(&format!(
+                tracing::info!(
                     "scale-out signal cleared: model {}: {:.0}% of the last {n} requests carry images",
                     self.name,
                     share * 100.0
-                ));
+                );
             }
         }
     }

@@ -115,9 +115,9 @@ async fn warm_up(state: &AppState) {
     for m in &state.models {
         let m = m.clone();
         match tokio::task::spawn_blocking(move || m.warm_up().map(|()| m.name().to_string())).await {
-            Ok(Ok(name)) => crate::log::info(&format!("model {name} warmed up: ready")),
-            Ok(Err(e)) => crate::log::info(&format!("{e}: not ready")),
-            Err(e) => crate::log::info(&format!("the warm-up task failed: {e}: not ready")),
+            Ok(Ok(name)) => tracing::info!("model {name} warmed up: ready"),
+            Ok(Err(e)) => tracing::warn!("{e}: not ready"),
+            Err(e) => tracing::warn!("the warm-up task failed: {e}: not ready"),
         }
     }
 }
@@ -167,18 +167,18 @@ pub fn run(
         let local = listener.local_addr().map_err(io("reading the bound address"))?;
         jobs::spawn_purger(state.clone());
         on_listen(local);
-        crate::log::info(&format!("listening on http://{local}"));
+        tracing::info!("listening on http://{local}");
         let warming = state.clone();
         tokio::spawn(async move { warm_up(&warming).await });
         let served = axum::serve(listener, router(state.clone()))
             .with_graceful_shutdown(async {
                 stop_signal().await;
-                crate::log::info("stopping: no new connections; answering the accepted requests");
+                tracing::info!("stopping: no new connections; answering the accepted requests");
             })
             .await
             .map_err(io("serving"));
         drain(&state).await;
-        crate::log::info("stopped");
+        tracing::info!("stopped");
         served
     })
 }
