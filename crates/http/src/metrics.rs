@@ -178,7 +178,7 @@ fn gauge(s: &mut String, name: &str, help: &str, values: &[(String, Option<f64>)
 fn monitoring(s: &mut String, state: &AppState) {
     let snaps: Vec<(String, crate::monitor::Snapshot)> =
         state.models.iter().map(|m| (escape(m.name()), m.monitor().snapshot())).collect();
-    s.push_str("# HELP omnifuse_requests_by_mix_total Inference requests by modality mix and HTTP status (mix \"unknown\": failed before the model saw the inputs).\n");
+    s.push_str("# HELP omnifuse_requests_by_mix_total Requests submitted to a model, by modality mix and HTTP status (mix \"unknown\": refused or failed before the model answered; requests rejected while parsing are only in omnifuse_http_requests_total).\n");
     s.push_str("# TYPE omnifuse_requests_by_mix_total counter\n");
     for (model, snap) in &snaps {
         for ((mix, status), n) in &snap.requests {
