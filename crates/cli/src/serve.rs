@@ -114,8 +114,18 @@ fn settings(a: &Args) -> Result<ServeConfig, String> {
     Ok(c)
 }
 
+/// Log lines on standard error through `tracing`, at the level of `RUST_LOG` (default `info`;
+/// `debug` adds one line per request).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A subscriber already installed (by an embedding program) is kept.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
 /// Run the command.
 pub fn run_command(args: Args) -> Result<ExitCode, String> {
+    init_logging();
     let precision = args.precision.as_deref().map(str::parse::<Precision>).transpose().map_err(|e| e.to_string())?;
     let config = settings(&args)?;
     let env = std::env::var(KEYS_ENV).ok();

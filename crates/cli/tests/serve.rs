@@ -52,14 +52,22 @@ fn serve_answers_over_http() {
         .spawn()
         .expect("starts");
     let mut line = String::new();
-    BufReader::new(child.stderr.take().expect("stderr")).read_line(&mut line).expect("a start-up line");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    stderr.read_line(&mut line).expect("a start-up line");
     let addr = line
         .split("http://")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in '{line}'"))
         .to_string();
-    let ready = http(&addr, "GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    // Ready once the warm-up request has run (503 until then).
+    let ready = loop {
+        let r = http(&addr, "GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        if !r.starts_with("HTTP/1.1 503") {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let body = r#"{"inputs":[{"text":"a calm sea"}],"parameters":{"task_type":"sentiment"}}"#;
     let infer = http(
         &addr,
@@ -70,8 +78,16 @@ fn serve_answers_over_http() {
         ),
     );
     let denied = http(&addr, "GET /v2/models/omni HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let _ = child.kill();
-    let _ = child.wait();
+    // SIGTERM: a graceful stop, logged, with exit status 0.
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    if !term.is_ok_and(|s| s.success()) {
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("the server exits");
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    assert!(status.success(), "{status}: {rest}");
+    assert!(rest.contains("stopping") && rest.contains("stopped"), "{rest}");
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     assert!(infer.starts_with("HTTP/1.1 200") && infer.contains("\"sentiment\""), "{infer}");
     assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");

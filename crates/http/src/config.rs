@@ -9,6 +9,8 @@ use std::time::Duration;
 use omnifuse_serve::BatchPolicy;
 use serde::Deserialize;
 
+use crate::monitor::MonitoringConfig;
+
 /// Default request-body limit: 32 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
 
@@ -35,6 +37,8 @@ pub struct ServeConfig {
     pub batching: BatchingConfig,
     /// Authentication.
     pub auth: AuthConfig,
+    /// Traffic monitoring.
+    pub monitoring: MonitoringConfig,
 }
 
 /// `[batching]`: the dynamic batcher's policy.
@@ -75,6 +79,7 @@ impl Default for ServeConfig {
             max_index_entries: 100_000,
             batching: BatchingConfig::default(),
             auth: AuthConfig::default(),
+            monitoring: MonitoringConfig::default(),
         }
     }
 }
@@ -125,6 +130,7 @@ impl ServeConfig {
         if let Some((name, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError(format!("{name} must be at least 1, got 0")));
         }
+        self.monitoring.validate().map_err(ConfigError)?;
         self.policy().validate().map_err(|e| ConfigError(e.to_string()))
     }
 
@@ -165,6 +171,11 @@ mod tests {
         assert!(e.0.contains("max_batch"), "{e}");
         let e = ServeConfig::from_toml("max_jobs = 0\n").unwrap_err();
         assert!(e.0.contains("max_jobs must be at least 1"), "{e}");
+        let c = ServeConfig::from_toml("[monitoring]\nwindow_requests = 20\nscale_out_after_s = 0\n").unwrap();
+        assert_eq!((c.monitoring.window_requests, c.monitoring.scale_out_after_s), (20, 0));
+        assert_eq!(c.monitoring.scale_out_image_share, 0.6);
+        let e = ServeConfig::from_toml("[monitoring]\nscale_out_image_share = 2.0\n").unwrap_err();
+        assert!(e.0.contains("scale_out_image_share"), "{e}");
         let e = ServeConfig::from_toml("adress = \"x\"\n").unwrap_err();
         assert!(e.0.contains("adress"), "{e}");
     }

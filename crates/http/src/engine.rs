@@ -4,7 +4,7 @@
 //! caller went away, or whose job was cancelled, before its batch started is not run.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use omnifuse_model::input::RawInput;
@@ -16,6 +16,7 @@ use omnifuse_serve::{BatchPolicy, Batcher};
 use tokio::sync::oneshot;
 
 use crate::error::{ApiError, ApiResult};
+use crate::monitor::{Monitor, MonitoringConfig};
 use crate::stats::ModelStats;
 
 /// Where a submitted request stands.
@@ -97,6 +98,8 @@ pub struct ServedModel {
     model: Arc<Model>,
     batcher: Batcher<Work, ()>,
     stats: Arc<ModelStats>,
+    monitor: Arc<Monitor>,
+    ready: AtomicBool,
     policy: BatchPolicy,
     timeout: Option<Duration>,
 }
@@ -107,6 +110,7 @@ pub struct Submitted {
     progress: Arc<Progress>,
     submitted: Instant,
     stats: Arc<ModelStats>,
+    monitor: Arc<Monitor>,
     timeout: Option<Duration>,
 }
 
@@ -118,7 +122,41 @@ impl ServedModel {
         let stats = Arc::new(ModelStats::default());
         let (m, s) = (model.clone(), stats.clone());
         let batcher = Batcher::new(policy.clone(), move |batch: Vec<Work>| execute(&m, &s, batch))?;
-        Ok(ServedModel { name: name.to_string(), model, batcher, stats, policy, timeout })
+        let monitor = Arc::new(Monitor::new(name, MonitoringConfig::default()));
+        let ready = AtomicBool::new(false);
+        Ok(ServedModel { name: name.to_string(), model, batcher, stats, monitor, ready, policy, timeout })
+    }
+
+    /// The same, monitored with these settings (the default otherwise).
+    pub fn with_monitoring(mut self, config: MonitoringConfig) -> Self {
+        self.monitor = Arc::new(Monitor::new(&self.name, config));
+        self
+    }
+
+    /// Run one warm-up request (a short text, every head) straight through the model — not
+    /// through the batcher, so it counts in no statistics — and mark the model ready when it
+    /// succeeds; the error says why it failed.
+    pub fn warm_up(&self) -> Result<(), String> {
+        let inputs = [RawInput::Text("warm-up".into())];
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.model.run(&inputs, &Parameters::default())))
+        {
+            Ok(Ok(_)) => {
+                self.ready.store(true, Ordering::Release);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("the warm-up request of model {} failed: {e}", self.name)),
+            Err(_) => Err(format!("the warm-up request of model {} panicked", self.name)),
+        }
+    }
+
+    /// Whether its warm-up request has run.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Its traffic monitor.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
     }
 
     /// The name clients use.
@@ -157,9 +195,18 @@ impl ServedModel {
         // The answer comes down the one-shot channel; the batcher's own ticket is not needed.
         let _ticket = self.batcher.submit(work, tokens, 0, self.timeout).map_err(|e| {
             self.stats.record_refused();
-            ApiError::from_submit(&e)
+            let e = ApiError::from_submit(&e);
+            self.monitor.record_error(e.status.as_u16());
+            e
         })?;
-        Ok(Submitted { answer, progress, submitted, stats: self.stats.clone(), timeout: self.timeout })
+        Ok(Submitted {
+            answer,
+            progress,
+            submitted,
+            stats: self.stats.clone(),
+            monitor: self.monitor.clone(),
+            timeout: self.timeout,
+        })
     }
 
     /// Submit a request and await its answer. When the caller stops waiting (the client
@@ -191,7 +238,7 @@ impl Submitted {
     /// Await the answer: 504 when it timed out in the queue, 409 when it was cancelled, 422
     /// when the model refused it, 500 when the server failed.
     pub async fn wait(self) -> ApiResult<Response> {
-        let Submitted { answer, progress, submitted, stats, timeout } = self;
+        let Submitted { answer, progress, submitted, stats, monitor, timeout } = self;
         let answer = answer.await.unwrap_or(Answer::Lost);
         let elapsed = submitted.elapsed();
         let result = match answer {
@@ -213,6 +260,10 @@ impl Submitted {
             }
         };
         stats.record_request(result.is_ok(), elapsed);
+        match &result {
+            Ok(r) => monitor.record_answer(r, elapsed),
+            Err(e) => monitor.record_error(e.status.as_u16()),
+        }
         result
     }
 }

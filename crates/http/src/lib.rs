@@ -20,6 +20,7 @@ pub mod error;
 pub mod jobs;
 pub mod limits;
 pub mod metrics;
+pub mod monitor;
 pub mod oip;
 pub mod retrieval;
 pub mod server;

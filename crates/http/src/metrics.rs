@@ -1,6 +1,7 @@
 //! `GET /metrics` in the Prometheus text format: requests by route and status, request latency
-//! histograms by route, and per model the queue depth, the batch-size histogram and the
-//! requests run — counted by a middleware around every route.
+//! histograms by route — counted by a middleware around every route — and per model the queue
+//! depth, the batch-size histogram, the requests run, and its traffic monitor's numbers
+//! (requests by modality mix, stage times, P50/P99, drift, alignment, scale-out; see `monitor`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -68,7 +69,9 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let method = method_label(request.method()).to_string();
     let start = Instant::now();
     let response = next.run(request).await;
-    state.metrics.record(&method, &route, response.status().as_u16(), start.elapsed().as_secs_f64());
+    let (status, seconds) = (response.status().as_u16(), start.elapsed().as_secs_f64());
+    state.metrics.record(&method, &route, status, seconds);
+    tracing::debug!(method = %method, route = %route, status, ms = seconds * 1000.0, "request");
     response
 }
 
@@ -157,5 +160,92 @@ pub fn text(state: &AppState) -> String {
     for (name, snap) in &snaps {
         let _ = writeln!(s, "omnifuse_refused_total{{model=\"{name}\"}} {}", snap.refused);
     }
+    monitoring(&mut s, state);
     s
+}
+
+/// A gauge family: one sample per model that has a value.
+fn gauge(s: &mut String, name: &str, help: &str, values: &[(String, Option<f64>)]) {
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (model, v) in values {
+        if let Some(v) = v {
+            let _ = writeln!(s, "{name}{{model=\"{model}\"}} {v}");
+        }
+    }
+}
+
+/// The traffic monitors' families.
+fn monitoring(s: &mut String, state: &AppState) {
+    let snaps: Vec<(String, crate::monitor::Snapshot)> =
+        state.models.iter().map(|m| (escape(m.name()), m.monitor().snapshot())).collect();
+    s.push_str("# HELP omnifuse_requests_by_mix_total Requests submitted to a model, by modality mix and HTTP status (mix \"unknown\": refused or failed before the model answered; requests rejected while parsing are only in omnifuse_http_requests_total).\n");
+    s.push_str("# TYPE omnifuse_requests_by_mix_total counter\n");
+    for (model, snap) in &snaps {
+        for ((mix, status), n) in &snap.requests {
+            let mix = escape(mix);
+            let _ = writeln!(
+                s,
+                "omnifuse_requests_by_mix_total{{model=\"{model}\",mix=\"{mix}\",status=\"{status}\"}} {n}"
+            );
+        }
+    }
+    s.push_str("# HELP omnifuse_stage_duration_seconds Model time per stage of a request (encode and heads summed over modalities and heads).\n");
+    s.push_str("# TYPE omnifuse_stage_duration_seconds histogram\n");
+    for (model, snap) in &snaps {
+        for (stage, h) in &snap.stages {
+            let labels = format!("model=\"{model}\",stage=\"{stage}\"");
+            for (le, n) in crate::monitor::STAGE_BUCKETS.iter().zip(&h.buckets) {
+                let _ = writeln!(s, "omnifuse_stage_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}");
+            }
+            let _ = writeln!(s, "omnifuse_stage_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(s, "omnifuse_stage_duration_seconds_sum{{{labels}}} {}", h.sum);
+            let _ = writeln!(s, "omnifuse_stage_duration_seconds_count{{{labels}}} {}", h.count);
+        }
+    }
+    let per = |f: &dyn Fn(&crate::monitor::Snapshot) -> Option<f64>| -> Vec<(String, Option<f64>)> {
+        snaps.iter().map(|(m, snap)| (m.clone(), f(snap))).collect()
+    };
+    gauge(
+        s,
+        "omnifuse_window_requests",
+        "Answered requests in the monitoring window.",
+        &per(&|x| Some(x.window as f64)),
+    );
+    gauge(s, "omnifuse_latency_p50_seconds", "Median end-to-end latency over the monitoring window.", &per(&|x| x.p50));
+    gauge(
+        s,
+        "omnifuse_latency_p99_seconds",
+        "99th-percentile end-to-end latency over the monitoring window.",
+        &per(&|x| x.p99),
+    );
+    gauge(
+        s,
+        "omnifuse_modality_drift_psi",
+        "Population stability index of the window's modality mixes against the baseline (the first monitoring.baseline_requests answered requests); absent until the baseline is complete.",
+        &per(&|x| x.psi),
+    );
+    gauge(
+        s,
+        "omnifuse_cross_modal_alignment",
+        "Mean cosine between the retrieval embeddings of a request's inputs of different modalities, over the window's requests with two or more modalities.",
+        &per(&|x| x.alignment),
+    );
+    gauge(
+        s,
+        "omnifuse_cross_modal_alignment_requests",
+        "Requests in the monitoring window with a cross-modal alignment.",
+        &per(&|x| Some(x.alignment_samples as f64)),
+    );
+    gauge(
+        s,
+        "omnifuse_image_request_share",
+        "Share of image-bearing requests in the monitoring window.",
+        &per(&|x| x.image_share),
+    );
+    gauge(
+        s,
+        "omnifuse_scale_out",
+        "1 while image-bearing requests have exceeded monitoring.scale_out_image_share of the window for monitoring.scale_out_after_s seconds.",
+        &per(&|x| Some(if x.scale_out { 1.0 } else { 0.0 })),
+    );
 }

@@ -21,6 +21,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use omnifuse_model::config::{HeadConfig, HeadKind};
 use omnifuse_model::output::{HeadResult, Response};
 use omnifuse_model::request::Request;
@@ -54,9 +55,16 @@ pub async fn live() -> Json<Value> {
     Json(json!({"live": true}))
 }
 
-/// `GET /v2/health/ready`: ready once the models are loaded, which is before the server listens.
-pub async fn ready(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"ready": !state.models.is_empty()}))
+/// 200 when ready, 503 otherwise, with `{"ready": …}` and what else is given.
+fn readiness(ready: bool, mut body: Value) -> (StatusCode, Json<Value>) {
+    body["ready"] = json!(ready);
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+}
+
+/// `GET /v2/health/ready`: 200 once every model's weights are loaded and its warm-up request
+/// has run; 503 before.
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    readiness(!state.models.is_empty() && state.models.iter().all(|m| m.is_ready()), json!({}))
 }
 
 /// The model of a `{m}` path, at an optional `{v}` version.
@@ -120,9 +128,12 @@ pub async fn model_version_metadata(
 }
 
 /// `GET /v2/models/{m}/ready`.
-pub async fn model_ready(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn model_ready(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let m = model_at(&state, &name, None)?;
-    Ok(Json(json!({"name": m.name(), "ready": true})))
+    Ok(readiness(m.is_ready(), json!({"name": m.name()})))
 }
 
 /// `GET /v2/models/{m}/config`: the model configuration as Triton's tools read it.

@@ -1,6 +1,8 @@
 //! The router (every route, the body limit, authentication and metrics around them) and the
-//! two ways to run it: [`run`], blocking until Ctrl-C (the `omnifuse serve` command), and
-//! [`spawn`], on a thread of its own with a handle that stops it (tests, embedding).
+//! two ways to run it: [`run`], blocking until Ctrl-C or SIGTERM (the `omnifuse serve`
+//! command), and [`spawn`], on a thread of its own with a handle that stops it (tests,
+//! embedding). Both warm every model up with one request before it reports ready, and on
+//! shutdown stop accepting, answer what was accepted, then return.
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
@@ -17,7 +19,7 @@ use crate::config::ServeConfig;
 use crate::engine::ServedModel;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{jobs, metrics, oip, retrieval, unified};
+use crate::{jobs, limits, metrics, oip, retrieval, unified};
 
 /// Every route over `state`.
 pub fn router(state: AppState) -> Router {
@@ -44,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(limits::require_json))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
@@ -97,6 +100,7 @@ pub fn serve_models(
         .into_iter()
         .map(|(name, m)| {
             ServedModel::new(&name, m, config.policy(), config.request_timeout())
+                .map(|s| s.with_monitoring(config.monitoring.clone()))
                 .map_err(|e| crate::config::ConfigError(e.to_string()).into())
         })
         .collect()
@@ -106,8 +110,49 @@ fn runtime() -> Result<tokio::runtime::Runtime, ServeError> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(io("starting the async runtime"))
 }
 
-/// Serve until Ctrl-C; `on_listen` is told the bound address once the server accepts
-/// connections. Requests in flight finish before it returns.
+/// Warm every model up on blocking threads, logging each outcome; readiness follows.
+async fn warm_up(state: &AppState) {
+    for m in &state.models {
+        let m = m.clone();
+        match tokio::task::spawn_blocking(move || m.warm_up().map(|()| m.name().to_string())).await {
+            Ok(Ok(name)) => tracing::info!("model {name} warmed up: ready"),
+            Ok(Err(e)) => tracing::warn!("{e}: not ready"),
+            Err(e) => tracing::warn!("the warm-up task failed: {e}: not ready"),
+        }
+    }
+}
+
+/// Ctrl-C or, on Unix, SIGTERM, whichever comes first.
+async fn stop_signal() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(2);
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            term.recv().await;
+            let _ = tx.send(()).await;
+        });
+    }
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = tx.send(()).await;
+    });
+    let _ = rx.recv().await;
+}
+
+/// After the connections are closed: wait for the requests still queued (asynchronous jobs) to
+/// be run, within the request timeout when there is one.
+async fn drain(state: &AppState) {
+    let limit = state.config.request_timeout().unwrap_or(std::time::Duration::from_secs(60));
+    let start = std::time::Instant::now();
+    while state.models.iter().any(|m| m.waiting() > 0) && start.elapsed() < limit {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Serve until Ctrl-C or SIGTERM; `on_listen` is told the bound address once the server
+/// accepts connections, and the models warm up after it (readiness follows). On the signal it
+/// stops accepting, answers the requests it accepted, then returns.
 pub fn run(
     config: ServeConfig,
     models: Vec<ServedModel>,
@@ -122,12 +167,19 @@ pub fn run(
         let local = listener.local_addr().map_err(io("reading the bound address"))?;
         jobs::spawn_purger(state.clone());
         on_listen(local);
-        axum::serve(listener, router(state))
+        tracing::info!("listening on http://{local}");
+        let warming = state.clone();
+        tokio::spawn(async move { warm_up(&warming).await });
+        let served = axum::serve(listener, router(state.clone()))
             .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
+                stop_signal().await;
+                tracing::info!("stopping: no new connections; answering the accepted requests");
             })
             .await
-            .map_err(io("serving"))
+            .map_err(io("serving"));
+        drain(&state).await;
+        tracing::info!("stopped");
+        served
     })
 }
 
@@ -170,28 +222,35 @@ impl Drop for RunningServer {
     }
 }
 
-/// Start serving on a thread of its own; returns once the server listens (bind to port 0 to
-/// let the system pick one: [`RunningServer::addr`] tells which).
+/// Start serving on a thread of its own; returns once the server listens and its models have
+/// warmed up (bind to port 0 to let the system pick one: [`RunningServer::addr`] tells which).
 pub fn spawn(config: ServeConfig, models: Vec<ServedModel>, keys: ApiKeys) -> Result<RunningServer, ServeError> {
     let rt = runtime()?;
     let addr = config.addr;
     let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).map_err(io(format!("binding {addr}")))?;
     let local = listener.local_addr().map_err(io("reading the bound address"))?;
     let (stop, stopped) = oneshot::channel::<()>();
+    let (warmed_tx, warmed_rx) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("omnifuse-http".into())
         .spawn(move || {
             rt.block_on(async move {
                 let state = AppState::new(models, keys, config);
                 jobs::spawn_purger(state.clone());
-                axum::serve(listener, router(state))
+                warm_up(&state).await;
+                let _ = warmed_tx.send(());
+                let served = axum::serve(listener, router(state.clone()))
                     .with_graceful_shutdown(async {
                         let _ = stopped.await;
                     })
                     .await
-                    .map_err(io("serving"))
+                    .map_err(io("serving"));
+                drain(&state).await;
+                served
             })
         })
         .map_err(io("starting the server thread"))?;
+    // The thread reports once warmed up; a thread that ended before is reported by `stop`.
+    let _ = warmed_rx.recv();
     Ok(RunningServer { addr: local, stop: Some(stop), thread: Some(thread) })
 }

@@ -52,15 +52,30 @@ impl Reply {
     }
 }
 
-/// Send one request (Connection: close) and read the whole answer.
+/// Send one request (Connection: close) and read the whole answer; a body goes as JSON.
 pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
+    send_typed(addr, method, path, headers, Some("application/json"), body)
+}
+
+/// Send one request with this `Content-Type` (none: no such header) and read the answer.
+pub fn send_typed(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    content_type: Option<&str>,
+    body: Option<&[u8]>,
+) -> Reply {
     let mut s = TcpStream::connect(addr).expect("connects");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     if let Some(b) = body {
-        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+        if let Some(t) = content_type {
+            head.push_str(&format!("Content-Type: {t}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
     }
     head.push_str("\r\n");
     let mut out = head.into_bytes();

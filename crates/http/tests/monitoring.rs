@@ -1,0 +1,88 @@
+//! `GET /metrics` over real HTTP: the page parses strictly as the Prometheus text format, and
+//! the traffic monitor's numbers move with the traffic — after a text-only baseline,
+//! image-heavy traffic raises the drift (PSI) past 0.25 and the scale-out signal to 1, and
+//! text+image requests give a cross-modal alignment.
+
+#![allow(clippy::panic, clippy::unwrap_used)]
+
+mod common;
+mod prometheus;
+
+use common::*;
+use omnifuse_http::ApiKeys;
+use omnifuse_http::monitor::MonitoringConfig;
+use serde_json::json;
+
+const TEXT: &str = r#"{"inputs":[{"text":"a quiet morning"}],"parameters":{"task_type":"sentiment"}}"#;
+
+fn metrics(a: std::net::SocketAddr) -> prometheus::Page {
+    let r = get(a, "/metrics");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    prometheus::parse(&r.body).unwrap_or_else(|e| panic!("{e}\n{}", r.body))
+}
+
+#[test]
+fn the_parser_refuses_malformed_pages() {
+    prometheus::self_check();
+}
+
+#[test]
+fn drift_alignment_and_scale_out_follow_the_traffic_mix() {
+    let mut c = config();
+    c.monitoring =
+        MonitoringConfig { window_requests: 6, baseline_requests: 6, scale_out_image_share: 0.6, scale_out_after_s: 0 };
+    let server = start(c, ApiKeys::none());
+    let a = server.addr();
+    let m = [("model", "omni")];
+
+    let page = metrics(a);
+    assert_eq!(page.types["omnifuse_stage_duration_seconds"], "histogram");
+    assert_eq!(page.value("omnifuse_scale_out", &m), Some(0.0));
+    assert_eq!(page.value("omnifuse_modality_drift_psi", &m), None, "no drift before the baseline is complete");
+
+    for _ in 0..6 {
+        assert_eq!(post(a, "/v1/infer", TEXT).status, 200);
+    }
+    let page = metrics(a);
+    let psi = page.value("omnifuse_modality_drift_psi", &m).unwrap();
+    assert!(psi.abs() < 0.1, "the baseline's own traffic does not drift: {psi}");
+    assert_eq!(page.value("omnifuse_image_request_share", &m), Some(0.0));
+    assert_eq!(page.value("omnifuse_scale_out", &m), Some(0.0));
+    assert_eq!(page.value("omnifuse_cross_modal_alignment", &m), None, "text-only requests have no alignment");
+    assert_eq!(page.value("omnifuse_requests_by_mix_total", &[("mix", "text"), ("status", "200")]), Some(6.0));
+    for stage in ["preprocess", "encode", "fuse", "heads"] {
+        let count = page.value("omnifuse_stage_duration_seconds_count", &[("stage", stage)]);
+        assert_eq!(count, Some(6.0), "{stage}");
+    }
+    let (p50, p99) = (page.value("omnifuse_latency_p50_seconds", &m), page.value("omnifuse_latency_p99_seconds", &m));
+    assert!(p50.unwrap() > 0.0 && p99.unwrap() >= p50.unwrap(), "{p50:?} {p99:?}");
+
+    let image = json!({
+        "inputs": [{"text": "a red square"}, {"image": b64(&png(24, 24))}],
+        "parameters": {"task_type": "retrieval"}
+    })
+    .to_string();
+    for _ in 0..6 {
+        let r = post(a, "/v1/infer", &image);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(post(a, "/v1/infer", r#"{"inputs":[{"image":"iVBORw0KGgoAAAA="}]}"#).status, 422);
+    let page = metrics(a);
+    let psi = page.value("omnifuse_modality_drift_psi", &m).unwrap();
+    assert!(psi > 0.25, "image-heavy traffic after a text-only baseline drifts: {psi}");
+    assert_eq!(page.value("omnifuse_image_request_share", &m), Some(1.0));
+    assert_eq!(page.value("omnifuse_scale_out", &m), Some(1.0));
+    let alignment = page.value("omnifuse_cross_modal_alignment", &m).unwrap();
+    assert!((-1.0..=1.0).contains(&alignment) && alignment != 0.0, "{alignment}");
+    assert_eq!(page.value("omnifuse_cross_modal_alignment_requests", &m), Some(6.0));
+    assert_eq!(page.value("omnifuse_requests_by_mix_total", &[("mix", "text+image"), ("status", "200")]), Some(6.0));
+    assert_eq!(page.value("omnifuse_requests_by_mix_total", &[("mix", "unknown"), ("status", "422")]), Some(1.0));
+
+    for _ in 0..6 {
+        assert_eq!(post(a, "/v1/infer", TEXT).status, 200);
+    }
+    let page = metrics(a);
+    assert_eq!(page.value("omnifuse_scale_out", &m), Some(0.0), "text traffic clears the signal");
+    assert!(page.value("omnifuse_modality_drift_psi", &m).unwrap() < 0.1);
+}
