@@ -100,6 +100,10 @@ pub struct Args {
     /// Print JSON instead of a report.
     #[arg(long)]
     json: bool,
+    /// Time every op launch and print a table of time per op (on stderr), slowest first: where
+    /// the request's time goes. Also enabled by OMNIFUSE_PROFILE=1.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// Run the command.
@@ -118,6 +122,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         top_k: args.top_k.or(params.top_k),
         seed: args.seed.or(params.seed),
     };
+    if args.profile {
+        omnifuse_core::profile::enable();
+    }
     let mut runs: Vec<Response> = Vec::with_capacity(args.repeat);
     for _ in 0..args.repeat {
         runs.push(model.run(&inputs, &params)?);
@@ -138,6 +145,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if args.repeat > 1 {
             println!("  (times are medians of {} runs)", args.repeat);
         }
+    }
+    if omnifuse_core::profile::enabled() {
+        eprintln!("time per op over {} run(s) (host-timed launches):", args.repeat);
+        eprint!("{}", omnifuse_core::profile::report());
     }
     Ok(ExitCode::SUCCESS)
 }

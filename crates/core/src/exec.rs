@@ -19,9 +19,14 @@ pub fn launch_in_order<B: Backend + ?Sized>(backend: &B, graph: &Graph, values: 
             graph.values().len()
         )));
     }
+    let timed = crate::profile::enabled();
     for n in graph.nodes() {
         let ins: Vec<&Tensor> = n.inputs.iter().map(|v| &values[v.0]).collect();
+        let t0 = timed.then(std::time::Instant::now);
         backend.launch(&n.op, &ins, &values[n.output.0])?;
+        if let Some(t0) = t0 {
+            crate::profile::record(n.op.name(), t0.elapsed());
+        }
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod graph;
 pub mod infer;
 pub mod op;
 pub mod planner;
+pub mod profile;
 pub mod quant;
 pub mod shape;
 pub mod tensor;

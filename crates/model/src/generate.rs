@@ -62,100 +62,246 @@ pub fn generate(
     z: &Tensor,
     sampling: Sampling,
 ) -> Result<Generated> {
-    let (d, h) = (shape.width, shape.heads);
-    let dh = d / h;
-    let t_mem = z.desc.shape.dims().first().copied().unwrap_or(0);
-    if sampling.max_tokens >= shape.max_positions {
-        return Err(Error::Request(format!(
-            "max_tokens {} must be below the decoder's {} positions",
-            sampling.max_tokens, shape.max_positions
-        )));
+    let mut out = generate_batch(backend, weights, name, shape, &[(z, sampling)])?;
+    out.pop().ok_or_else(|| Error::Request("internal: a batch of one generated nothing".into()))
+}
+
+/// Run the decoder `name` for several requests at once, each against its own fused sequence
+/// and with its own sampling. The requests decode in lockstep: one graph per step holds every
+/// still-running request's row, so the step's GEMMs have one row per request and each
+/// attention sees only its own request's cache and fused sequence (packed, varlen). A request
+/// that has produced EOS or its `max_tokens` leaves the batch; its cache rows are dropped.
+/// Each request's tokens are those it would produce alone (same seed, same sampler).
+pub fn generate_batch(
+    backend: &Arc<dyn Backend>,
+    weights: &HashMap<String, Tensor>,
+    name: &str,
+    shape: DecoderShape,
+    requests: &[(&Tensor, Sampling)],
+) -> Result<Vec<Generated>> {
+    let d = shape.width;
+    for (_, s) in requests {
+        if s.max_tokens >= shape.max_positions {
+            return Err(Error::Request(format!(
+                "max_tokens {} must be below the decoder's {} positions",
+                s.max_tokens, shape.max_positions
+            )));
+        }
     }
-    // Cross-attention keys and values of every layer, once.
+    let mut outs: Vec<Generated> =
+        requests.iter().map(|_| Generated { tokens: Vec::new(), logprobs: Vec::new() }).collect();
+    // Requests still decoding, by index into `requests`.
+    let mut live: Vec<usize> = (0..requests.len()).filter(|&i| requests[i].1.max_tokens > 0).collect();
+    if live.is_empty() {
+        return Ok(outs);
+    }
+    let mut memory = cross_memory(backend, weights, name, shape, requests, &live)?;
+    let mut rngs: Vec<ChaCha8Rng> = requests.iter().map(|(_, s)| ChaCha8Rng::seed_from_u64(s.seed)).collect();
+    let mut tokens: Vec<i32> = vec![BOS; requests.len()];
+    let mut cache: Vec<Tensor> = Vec::new();
+    for step in 0.. {
+        let step_tokens: Vec<i32> = live.iter().map(|&i| tokens[i]).collect();
+        let (logits, next_cache) = step_graph(backend, weights, name, shape, &memory, &cache, &step_tokens, step)?;
+        cache = next_cache;
+        let vocab = logits.len() / live.len().max(1);
+        let mut keep = Vec::with_capacity(live.len());
+        for (row, &i) in live.iter().enumerate() {
+            let (chosen, logprob) = choose(&logits[row * vocab..(row + 1) * vocab], &requests[i].1, &mut rngs[i]);
+            if chosen == EOS {
+                continue;
+            }
+            outs[i].tokens.push(chosen);
+            outs[i].logprobs.push(logprob);
+            tokens[i] = chosen;
+            if outs[i].tokens.len() < requests[i].1.max_tokens {
+                keep.push(row);
+            }
+        }
+        if keep.is_empty() {
+            break;
+        }
+        if keep.len() < live.len() {
+            memory = memory.retain(backend, weights, shape.eps, &keep)?;
+            cache = retain_rows(backend, weights, shape.eps, &cache, &keep, (step + 1) * d)?;
+            live = keep.iter().map(|&r| live[r]).collect();
+        }
+    }
+    Ok(outs)
+}
+
+/// The cross-attention keys and values of every layer for the live requests, packed one
+/// request after another (`[ΣT, H, Dh]` each), with their `cu_seqlens`.
+struct Memory {
+    /// `[k, v]` per layer.
+    kv: Vec<Tensor>,
+    /// Rows of each live request's fused sequence.
+    lengths: Vec<usize>,
+}
+
+fn cross_memory(
+    backend: &Arc<dyn Backend>,
+    weights: &HashMap<String, Tensor>,
+    name: &str,
+    shape: DecoderShape,
+    requests: &[(&Tensor, Sampling)],
+    live: &[usize],
+) -> Result<Memory> {
+    let (d, h) = (shape.width, shape.heads);
+    let lengths: Vec<usize> =
+        live.iter().map(|&i| requests[i].0.desc.shape.dims().first().copied().unwrap_or(0)).collect();
+    let total: usize = lengths.iter().sum();
     let mut b = Builder::new(weights, shape.eps);
-    let zv = b.device(z.clone());
-    let mut outs = Vec::new();
+    let parts: Vec<ValueId> = live.iter().map(|&i| b.device(requests[i].0.clone())).collect();
+    let zv = if parts.len() == 1 { parts[0] } else { b.op(Op::Concat { axis: 0 }, &parts)? };
+    let mut outs = Vec::with_capacity(2 * shape.layers);
     for l in 0..shape.layers {
         let kv = b.linear(zv, &format!("heads.{name}.blocks.{l}.cross.kv"))?;
         for half in 0..2 {
             let part = b.slice(kv, 1, half * d, (half + 1) * d)?;
-            outs.push(b.reshape(part, &[t_mem, h, dh])?);
+            outs.push(b.reshape(part, &[total, h, d / h])?);
         }
     }
-    let memory = b.run(backend, &outs)?;
-
-    let mut cache: Vec<Tensor> = Vec::new();
-    let mut rng = ChaCha8Rng::seed_from_u64(sampling.seed);
-    let mut out = Generated { tokens: Vec::new(), logprobs: Vec::new() };
-    let mut token = BOS;
-    for step in 0..sampling.max_tokens {
-        let (logits, next_cache) = step_graph(backend, weights, name, shape, &memory, &cache, token, step)?;
-        cache = next_cache;
-        let (chosen, logprob) = choose(&logits, &sampling, &mut rng);
-        if chosen == EOS {
-            break;
-        }
-        out.tokens.push(chosen);
-        out.logprobs.push(logprob);
-        token = chosen;
-    }
-    Ok(out)
+    Ok(Memory { kv: b.run(backend, &outs)?, lengths })
 }
 
-/// One decoder step for `token` at position `step`; returns the logits and the grown cache
-/// (`[k, v]` per layer, each `[step + 1, H, Dh]`).
+impl Memory {
+    /// Keep only the requests at positions `keep` (ascending) of the live list.
+    fn retain(
+        self,
+        backend: &Arc<dyn Backend>,
+        weights: &HashMap<String, Tensor>,
+        eps: f32,
+        keep: &[usize],
+    ) -> Result<Memory> {
+        let mut starts = Vec::with_capacity(self.lengths.len());
+        let mut at = 0;
+        for &n in &self.lengths {
+            starts.push(at);
+            at += n;
+        }
+        let rows: Vec<i32> =
+            keep.iter().flat_map(|&r| starts[r]..starts[r] + self.lengths[r]).map(|x| x as i32).collect();
+        let kv = gather_rows(backend, weights, eps, &self.kv, &rows)?;
+        Ok(Memory { kv, lengths: keep.iter().map(|&r| self.lengths[r]).collect() })
+    }
+}
+
+/// Each tensor's rows `rows` (its first axis), through an embedding lookup with the tensor
+/// viewed as a table of rows.
+fn gather_rows(
+    backend: &Arc<dyn Backend>,
+    weights: &HashMap<String, Tensor>,
+    eps: f32,
+    tensors: &[Tensor],
+    rows: &[i32],
+) -> Result<Vec<Tensor>> {
+    let mut b = Builder::new(weights, eps);
+    let mut outs = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        let dims = t.desc.shape.dims().to_vec();
+        let n = dims.first().copied().unwrap_or(0);
+        let width: usize = dims.iter().skip(1).product();
+        let v = b.device(t.clone());
+        let table = b.reshape(v, &[n, width])?;
+        let ids = b.ids(rows)?;
+        let g = b.op(Op::Embedding, &[table, ids])?;
+        let mut out_dims = dims.clone();
+        out_dims[0] = rows.len();
+        outs.push(b.reshape(g, &out_dims)?);
+    }
+    b.run(backend, &outs)
+}
+
+/// Keep the cache rows of the requests at positions `keep`: each cache tensor is
+/// `[live · steps, H, Dh]`, one request's `steps` rows after another (`row_width` = steps · D).
+fn retain_rows(
+    backend: &Arc<dyn Backend>,
+    weights: &HashMap<String, Tensor>,
+    eps: f32,
+    cache: &[Tensor],
+    keep: &[usize],
+    row_width: usize,
+) -> Result<Vec<Tensor>> {
+    let rows: Vec<i32> = keep.iter().map(|&r| r as i32).collect();
+    let mut b = Builder::new(weights, eps);
+    let mut outs = Vec::with_capacity(cache.len());
+    for t in cache {
+        let dims = t.desc.shape.dims().to_vec();
+        let live = dims.iter().product::<usize>() / row_width.max(1);
+        let v = b.device(t.clone());
+        let table = b.reshape(v, &[live, row_width])?;
+        let ids = b.ids(&rows)?;
+        let g = b.op(Op::Embedding, &[table, ids])?;
+        let mut out_dims = dims.clone();
+        out_dims[0] = dims[0] / live.max(1) * keep.len();
+        outs.push(b.reshape(g, &out_dims)?);
+    }
+    b.run(backend, &outs)
+}
+
+/// One decoder step for the live requests' `tokens` at position `step`; returns the logits
+/// `[live · V]` and the grown cache (`[k, v]` per layer, each `[live · (step + 1), H, Dh]`,
+/// request by request).
 #[allow(clippy::too_many_arguments)]
 fn step_graph(
     backend: &Arc<dyn Backend>,
     weights: &HashMap<String, Tensor>,
     name: &str,
     shape: DecoderShape,
-    memory: &[Tensor],
+    memory: &Memory,
     cache: &[Tensor],
-    token: i32,
+    tokens: &[i32],
     step: usize,
 ) -> Result<(Vec<f32>, Vec<Tensor>)> {
     let (d, h) = (shape.width, shape.heads);
     let dh = d / h;
+    let n = tokens.len();
     let p = format!("heads.{name}");
     let mut b = Builder::new(weights, shape.eps);
-    let (table, id) = (b.w(&format!("{p}.embed"))?, b.ids(&[token])?);
+    let (table, id) = (b.w(&format!("{p}.embed"))?, b.ids(tokens)?);
     let emb = b.op(Op::Embedding, &[table, id])?;
-    let pos = b.w(&format!("{p}.pos"))?;
-    let pos = b.slice(pos, 0, step, step + 1)?;
+    let (pos, at) = (b.w(&format!("{p}.pos"))?, b.ids(&vec![step as i32; n])?);
+    let pos = b.op(Op::Embedding, &[pos, at])?;
     let mut x = b.op(Op::Add, &[emb, pos])?;
-    let t_mem = memory.first().map(|m| m.desc.shape.dims()[0]).unwrap_or(0);
-    let self_layout = single_query_layout(&mut b, step + 1)?;
-    let cross_layout = single_query_layout(&mut b, t_mem)?;
+    let self_layout = query_rows_layout(&mut b, &vec![step + 1; n])?;
+    let cross_layout = query_rows_layout(&mut b, &memory.lengths)?;
     let mut grown: Vec<ValueId> = Vec::with_capacity(2 * shape.layers);
     for l in 0..shape.layers {
         let pl = format!("{p}.blocks.{l}");
-        // Causal self-attention: the new row's key/value joins the cache; all of it is visible.
+        // Causal self-attention: each new row's key/value joins its request's cache; all of
+        // that request's cache is visible.
         let hn = b.layer_norm(x, &format!("{pl}.ln1"))?;
         let qkv = b.linear(hn, &format!("{pl}.self.qkv"))?;
         let mut qkv3 = Vec::with_capacity(3);
         for part in 0..3 {
             let s = b.slice(qkv, 1, part * d, (part + 1) * d)?;
-            qkv3.push(b.reshape(s, &[1, h, dh])?);
+            qkv3.push(b.reshape(s, &[n, 1, d])?);
         }
         let (k_all, v_all) = if step == 0 {
             (qkv3[1], qkv3[2])
         } else {
-            let (kc, vc) = (b.device(cache[2 * l].clone()), b.device(cache[2 * l + 1].clone()));
-            (b.op(Op::Concat { axis: 0 }, &[kc, qkv3[1]])?, b.op(Op::Concat { axis: 0 }, &[vc, qkv3[2]])?)
+            let mut kv = [qkv3[1], qkv3[2]];
+            for (half, new) in kv.iter_mut().enumerate() {
+                let c = b.device(cache[2 * l + half].clone());
+                let c = b.reshape(c, &[n, step, d])?;
+                *new = b.op(Op::Concat { axis: 1 }, &[c, *new])?;
+            }
+            (kv[0], kv[1])
         };
+        let (k_all, v_all) = (b.reshape(k_all, &[n * (step + 1), h, dh])?, b.reshape(v_all, &[n * (step + 1), h, dh])?);
         grown.push(k_all);
         grown.push(v_all);
-        let a = b.attention3(qkv3[0], k_all, v_all, MaskMode::Causal, &self_layout)?;
-        let a = b.reshape(a, &[1, d])?;
+        let q = b.reshape(qkv3[0], &[n, h, dh])?;
+        let a = b.attention3(q, k_all, v_all, MaskMode::Causal, &self_layout)?;
+        let a = b.reshape(a, &[n, d])?;
         x = b.linear_ex(a, &format!("{pl}.self.out"), true, omnifuse_core::Activation::None, Some(x))?;
-        // Cross-attention to the fused sequence.
+        // Cross-attention to each request's fused sequence.
         let hn = b.layer_norm(x, &format!("{pl}.ln2"))?;
         let q = b.linear(hn, &format!("{pl}.cross.q"))?;
-        let q = b.reshape(q, &[1, h, dh])?;
-        let (mk, mv) = (b.device(memory[2 * l].clone()), b.device(memory[2 * l + 1].clone()));
+        let q = b.reshape(q, &[n, h, dh])?;
+        let (mk, mv) = (b.device(memory.kv[2 * l].clone()), b.device(memory.kv[2 * l + 1].clone()));
         let a = b.attention3(q, mk, mv, MaskMode::Full, &cross_layout)?;
-        let a = b.reshape(a, &[1, d])?;
+        let a = b.reshape(a, &[n, d])?;
         x = b.linear_ex(a, &format!("{pl}.cross.out"), true, omnifuse_core::Activation::None, Some(x))?;
         x = b.mlp(x, &pl, "ln3")?;
     }
@@ -169,12 +315,20 @@ fn step_graph(
     Ok((logits, next_cache))
 }
 
-/// One query row against `keys` keys of one sequence, one modality.
-fn single_query_layout(b: &mut Builder, keys: usize) -> Result<AttnLayout> {
-    let cu_q = b.ids(&[0, 1])?;
-    let cu_k = b.ids(&[0, i32::try_from(keys).map_err(|_| Error::Request(format!("{keys} keys is too many")))?])?;
-    let mod_q = b.ids8(&[0])?;
-    let mod_k = b.ids8(&vec![0; keys])?;
+/// One query row per request against `keys[i]` keys of request `i`, one modality.
+fn query_rows_layout(b: &mut Builder, keys: &[usize]) -> Result<AttnLayout> {
+    let cu_q: Vec<i32> = (0..=keys.len() as i32).collect();
+    let mut cu_k = Vec::with_capacity(keys.len() + 1);
+    cu_k.push(0i32);
+    for &k in keys {
+        let last = *cu_k.last().unwrap_or(&0);
+        cu_k.push(last + i32::try_from(k).map_err(|_| Error::Request(format!("{k} keys is too many")))?);
+    }
+    let total = cu_k.last().copied().unwrap_or(0) as usize;
+    let cu_q = b.ids(&cu_q)?;
+    let cu_k = b.ids(&cu_k)?;
+    let mod_q = b.ids8(&vec![0; keys.len()])?;
+    let mod_k = b.ids8(&vec![0; total])?;
     Ok(AttnLayout { cu_q, cu_k, mod_q, mod_k, modalities: 1, bias: None })
 }
 

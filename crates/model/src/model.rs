@@ -46,6 +46,8 @@ struct Staged<'m> {
     encoded: Vec<Encoded>,
     timing: Timing,
     z: Option<Tensor>,
+    /// Head results computed for the whole batch at once (generation), with their time.
+    answered: BTreeMap<String, (Result<HeadResult>, f64)>,
 }
 
 impl Model {
@@ -282,7 +284,66 @@ impl Model {
                 }
             }
         }
+        self.generate_batched(&mut staged, requests);
         staged.into_iter().zip(requests).map(|(s, (_, params))| s.and_then(|s| self.answer(s, params, start))).collect()
+    }
+
+    /// Layer 3's generation heads for every fused request of a batch at once: the requests
+    /// asking a generation head decode together, one row each per step. A request whose
+    /// sampling is refused (too many tokens) fails alone; the others still batch.
+    fn generate_batched(&self, staged: &mut [Result<Staged<'_>>], requests: &[(&[RawInput], &Parameters)]) {
+        for h in &self.config.heads {
+            let HeadKind::Generation { layers, heads, max_tokens, max_positions, .. } = &h.kind else {
+                continue;
+            };
+            let shape = DecoderShape {
+                width: self.config.model.width,
+                layers: *layers,
+                heads: *heads,
+                max_positions: *max_positions,
+                eps: self.config.model.eps,
+            };
+            let mut members: Vec<(usize, Tensor, Sampling)> = Vec::new();
+            for (i, s) in staged.iter_mut().enumerate() {
+                let Ok(s) = s else { continue };
+                let (Some(z), true) = (&s.z, s.heads.iter().any(|x| x.name == h.name)) else { continue };
+                let sampling = sampling(requests[i].1, *max_tokens);
+                if sampling.max_tokens >= shape.max_positions {
+                    let e = Error::Request(format!(
+                        "max_tokens {} must be below the decoder's {} positions",
+                        sampling.max_tokens, shape.max_positions
+                    ));
+                    s.answered.insert(h.name.clone(), (Err(e), 0.0));
+                    continue;
+                }
+                members.push((i, z.clone(), sampling));
+            }
+            if members.is_empty() {
+                continue;
+            }
+            let t0 = Instant::now();
+            let jobs: Vec<(&Tensor, Sampling)> = members.iter().map(|(_, z, s)| (z, *s)).collect();
+            let out = generate::generate_batch(&self.backend, &self.weights, &h.name, shape, &jobs);
+            let took = ms(t0);
+            match out {
+                Ok(gs) => {
+                    for ((i, _, _), g) in members.iter().zip(gs) {
+                        if let Ok(s) = &mut staged[*i] {
+                            s.answered.insert(h.name.clone(), (Ok(generated(g)), took));
+                        }
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for (i, _, _) in &members {
+                        if let Ok(s) = &mut staged[*i] {
+                            let e = Error::Request(format!("generation failed: {msg}"));
+                            s.answered.insert(h.name.clone(), (Err(e), took));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// One request's intermediate results by stage — each input's encoder output
@@ -324,7 +385,7 @@ impl Model {
             encoded.push(self.encode(p)?);
             *timing.encode.entry(p.modality().name().to_string()).or_default() += ms(t0);
         }
-        Ok(Staged { heads, encoded, timing, z: None })
+        Ok(Staged { heads, encoded, timing, z: None, answered: BTreeMap::new() })
     }
 
     /// Layer 2 for a batch of requests: each request's fused rows `[T_r, D]` on the device.
@@ -355,10 +416,16 @@ impl Model {
             at += e.len();
         }
         let mut results = BTreeMap::new();
+        let mut answered = s.answered;
         for h in s.heads {
-            let t0 = Instant::now();
-            let r = self.head(h, &z, &spans, params)?;
-            timing.heads.insert(h.name.clone(), ms(t0));
+            let (r, took) = match answered.remove(&h.name) {
+                Some((r, took)) => (r?, took),
+                None => {
+                    let t0 = Instant::now();
+                    (self.head(h, &z, &spans, params)?, ms(t0))
+                }
+            };
+            timing.heads.insert(h.name.clone(), took);
             results.insert(h.name.clone(), r);
         }
         timing.total = ms(start);
@@ -415,19 +482,29 @@ impl Model {
                     max_positions: *max_positions,
                     eps: self.config.model.eps,
                 };
-                let sampling = Sampling {
-                    max_tokens: params.max_tokens.unwrap_or(*max_tokens),
-                    temperature: params.temperature.unwrap_or(0.0),
-                    top_k: params.top_k.unwrap_or(0),
-                    seed: params.seed.unwrap_or(0),
-                };
-                let g = generate::generate(&self.backend, &self.weights, &h.name, shape, z, sampling)?;
-                let bytes: Vec<u8> = g.tokens.iter().filter_map(|&t| u8::try_from(t).ok()).collect();
-                let text = String::from_utf8_lossy(&bytes).into_owned();
-                Ok(HeadResult::Generation { tokens: g.tokens, text, logprobs: g.logprobs })
+                let g =
+                    generate::generate(&self.backend, &self.weights, &h.name, shape, z, sampling(params, *max_tokens))?;
+                Ok(generated(g))
             }
         }
     }
+}
+
+/// A request's sampling for a generation head whose config allows `max_tokens` by default.
+fn sampling(params: &Parameters, max_tokens: usize) -> Sampling {
+    Sampling {
+        max_tokens: params.max_tokens.unwrap_or(max_tokens),
+        temperature: params.temperature.unwrap_or(0.0),
+        top_k: params.top_k.unwrap_or(0),
+        seed: params.seed.unwrap_or(0),
+    }
+}
+
+/// The generation head's answer: its tokens, read as bytes.
+fn generated(g: generate::Generated) -> HeadResult {
+    let bytes: Vec<u8> = g.tokens.iter().filter_map(|&t| u8::try_from(t).ok()).collect();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    HeadResult::Generation { tokens: g.tokens, text, logprobs: g.logprobs }
 }
 
 fn ms(t: Instant) -> f64 {

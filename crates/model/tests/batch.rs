@@ -59,11 +59,31 @@ fn a_batch_answers_what_each_request_answers_alone() {
         ],
         vec![RawInput::Pcm { samples: tone, sample_rate: 16_000 }],
     ];
-    let params = Parameters { max_tokens: Some(4), ..Parameters::default() };
-    let alone: Vec<_> = requests.iter().map(|r| model.run(r, &params).unwrap()).collect();
-    let jobs: Vec<(&[RawInput], &Parameters)> = requests.iter().map(|r| (r.as_slice(), &params)).collect();
+    // Different token budgets and samplers: the generation head decodes the batch in lockstep
+    // and drops requests from it as they finish, so each must still get its own tokens.
+    let params = [
+        Parameters { max_tokens: Some(2), ..Parameters::default() },
+        Parameters {
+            max_tokens: Some(7),
+            temperature: Some(0.8),
+            top_k: Some(5),
+            seed: Some(3),
+            ..Parameters::default()
+        },
+        Parameters { max_tokens: Some(4), ..Parameters::default() },
+    ];
+    let alone: Vec<_> = requests.iter().zip(&params).map(|(r, p)| model.run(r, p).unwrap()).collect();
+    let jobs: Vec<(&[RawInput], &Parameters)> = requests.iter().zip(&params).map(|(r, p)| (r.as_slice(), p)).collect();
     let batched = model.run_batch(&jobs);
     assert_eq!(batched.len(), 3);
+    let lengths: Vec<usize> = batched
+        .iter()
+        .map(|r| match &r.as_ref().unwrap().heads["caption"] {
+            HeadResult::Generation { tokens, .. } => tokens.len(),
+            _ => panic!("caption is a generation head"),
+        })
+        .collect();
+    assert!(lengths[0] <= 2 && lengths[1] <= 7 && lengths[2] <= 4, "{lengths:?}");
     for (a, b) in alone.iter().zip(batched) {
         let b = b.unwrap();
         assert_eq!(a.heads.keys().collect::<Vec<_>>(), b.heads.keys().collect::<Vec<_>>());
@@ -84,4 +104,11 @@ fn a_bad_request_fails_alone_in_its_batch() {
     assert!(out[0].is_ok() && out[2].is_ok());
     let err = out[1].as_ref().err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("input 0"), "{err}");
+    // A token budget the decoder cannot hold fails that request only; the rest generate.
+    let fine = Parameters { max_tokens: Some(3), ..Parameters::default() };
+    let greedy = Parameters { max_tokens: Some(100_000), ..Parameters::default() };
+    let out = model.run_batch(&[(&good, &fine), (&good, &greedy), (&good, &fine)]);
+    assert!(out[0].is_ok() && out[2].is_ok());
+    let err = out[1].as_ref().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("max_tokens 100000"), "{err}");
 }
