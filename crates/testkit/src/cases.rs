@@ -209,14 +209,15 @@ fn fused_attention(dtype: DType) -> BoxedStrategy<Case> {
     )
         .prop_map(move |((batch, (h, hkv), dh), (m, mask, bias, shape_kind), (range, seed))| {
             let mut rng = Rng::new(seed);
-            // shape_kind: 0 = self-attention (Lq = Lk), 1 = independent lengths, 2 = decode (Lq ≤ 1)
+            // shape_kind: 0 = self-attention (Lq = Lk), 1 = independent lengths, 2 = decode steps
+            // (Lq ≤ 4 against a longer cache: the few-query kernel path)
             let lens: Vec<(usize, usize)> = (0..batch)
                 .map(|_| {
                     let lk = rng.int(0, 40) as usize;
                     match shape_kind {
                         0 => (lk, lk),
                         1 => (rng.int(0, 40) as usize, lk),
-                        _ => (rng.int(0, 1) as usize, lk + rng.int(0, 40) as usize),
+                        _ => (rng.int(0, 4) as usize, lk + rng.int(0, 40) as usize),
                     }
                 })
                 .collect();

@@ -306,6 +306,9 @@ fn run_chunk(a: &FusedAttentionArgs, kt: &KeysT, s: usize, r0: usize, rows: usiz
 
 /// Fused varlen attention, chunks of queries in parallel.
 pub fn fused_attention(a: &FusedAttentionArgs, out: &mut [f32]) {
+    if super::attention_decode::applies(a) {
+        return super::attention_decode::fused_attention_decode(a, out);
+    }
     let row = a.spec.heads * a.head_dim;
     if row == 0 {
         return;

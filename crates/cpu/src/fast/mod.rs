@@ -3,6 +3,7 @@
 //! softmax and pointwise ops. Checked against [`crate::reference`] by the conformance suite.
 
 mod attention;
+mod attention_decode;
 mod conv;
 mod fused_attention;
 pub mod gemm;
