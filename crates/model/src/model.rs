@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use omnifuse_core::graph::ValueId;
 use omnifuse_core::{Backend, Tensor};
 
 use crate::builder::{Builder, to_f32};
@@ -43,6 +44,7 @@ pub struct Model {
 /// A request between layer 1 and layer 3.
 struct Staged<'m> {
     heads: Vec<&'m HeadConfig>,
+    prepared: Vec<Prepared>,
     encoded: Vec<Encoded>,
     timing: Timing,
     z: Option<Tensor>,
@@ -260,7 +262,8 @@ impl Model {
     pub fn run_batch(&self, requests: &[(&[RawInput], &Parameters)]) -> Vec<Result<Response>> {
         let start = Instant::now();
         let mut staged: Vec<Result<Staged<'_>>> =
-            requests.iter().map(|(inputs, params)| self.stage(inputs, params)).collect();
+            requests.iter().map(|(inputs, params)| self.prepare(inputs, params)).collect();
+        self.encode_staged(&mut staged);
         let ok: Vec<usize> = (0..staged.len()).filter(|&i| staged[i].is_ok()).collect();
         if !ok.is_empty() {
             let t0 = Instant::now();
@@ -364,6 +367,14 @@ impl Model {
 
     /// Check, preprocess and encode one request.
     fn stage<'m>(&'m self, inputs: &[RawInput], params: &Parameters) -> Result<Staged<'m>> {
+        let mut staged = [self.prepare(inputs, params)];
+        self.encode_staged(&mut staged);
+        let [s] = staged;
+        s
+    }
+
+    /// Check and preprocess one request (layer 1 comes later, batched).
+    fn prepare<'m>(&'m self, inputs: &[RawInput], params: &Parameters) -> Result<Staged<'m>> {
         let heads = self.select_heads(&params.tasks)?;
         if inputs.is_empty() {
             return Err(Error::Request("a request needs at least one input".into()));
@@ -379,13 +390,70 @@ impl Model {
         let t0 = Instant::now();
         let prepared = inputs.iter().enumerate().map(|(i, x)| self.pre.prepare(i, x)).collect::<Result<Vec<_>>>()?;
         timing.preprocess = ms(t0);
-        let mut encoded = Vec::with_capacity(prepared.len());
-        for p in &prepared {
+        Ok(Staged { heads, prepared, encoded: Vec::new(), timing, z: None, answered: BTreeMap::new() })
+    }
+
+    /// Layer 1 for every prepared request of a batch: per modality, all inputs of that
+    /// modality in one pass (each request is charged the pass's time). If a pass fails, the
+    /// requests are encoded one by one so that only the one at fault fails.
+    fn encode_staged(&self, staged: &mut [Result<Staged<'_>>]) {
+        let ok: Vec<usize> = (0..staged.len()).filter(|&i| staged[i].is_ok()).collect();
+        let jobs: Vec<(usize, usize, &Prepared)> = ok
+            .iter()
+            .filter_map(|&i| staged[i].as_ref().ok().map(|s| (i, s)))
+            .flat_map(|(i, s)| s.prepared.iter().enumerate().map(move |(j, p)| (i, j, p)))
+            .collect();
+        let mut results: Vec<Vec<Option<Encoded>>> = staged
+            .iter()
+            .map(|s| s.as_ref().map(|s| s.prepared.iter().map(|_| None).collect()).unwrap_or_default())
+            .collect();
+        let mut times: BTreeMap<&'static str, f64> = BTreeMap::new();
+        let mut failed = false;
+        for m in Modality::ALL {
+            let group: Vec<&(usize, usize, &Prepared)> = jobs.iter().filter(|j| j.2.modality() == m).collect();
+            if group.is_empty() {
+                continue;
+            }
             let t0 = Instant::now();
-            encoded.push(self.encode(p)?);
-            *timing.encode.entry(p.modality().name().to_string()).or_default() += ms(t0);
+            let inputs: Vec<&Prepared> = group.iter().map(|j| j.2).collect();
+            match self.encode_many(&inputs) {
+                Ok(enc) => {
+                    for (j, e) in group.iter().zip(enc) {
+                        results[j.0][j.1] = Some(e);
+                    }
+                }
+                Err(_) if ok.len() > 1 => failed = true,
+                Err(e) => {
+                    staged[ok[0]] = Err(e);
+                    return;
+                }
+            }
+            times.insert(m.name(), ms(t0));
         }
-        Ok(Staged { heads, encoded, timing, z: None, answered: BTreeMap::new() })
+        if failed {
+            // Retry each request alone: a bad one fails, the rest still run.
+            for &i in &ok {
+                let mut one = [std::mem::replace(&mut staged[i], Err(Error::Request(String::new())))];
+                self.encode_staged(&mut one);
+                let [s] = one;
+                staged[i] = s;
+            }
+            return;
+        }
+        for &i in &ok {
+            if let Ok(s) = &mut staged[i] {
+                s.encoded = std::mem::take(&mut results[i]).into_iter().flatten().collect();
+                if s.encoded.len() != s.prepared.len() {
+                    let msg = format!("internal: {} inputs gave {} encodings", s.prepared.len(), s.encoded.len());
+                    staged[i] = Err(Error::Request(msg));
+                    continue;
+                }
+                for p in &s.prepared {
+                    let name = p.modality().name();
+                    s.timing.encode.insert(name.to_string(), times.get(name).copied().unwrap_or(0.0));
+                }
+            }
+        }
     }
 
     /// Layer 2 for a batch of requests: each request's fused rows `[T_r, D]` on the device.
@@ -440,16 +508,64 @@ impl Model {
 
     /// Layer 1 for one prepared input: its tokens `[n, D]` on the device.
     pub fn encode(&self, p: &Prepared) -> Result<Encoded> {
+        self.encode_many(&[p])?.pop().ok_or_else(|| Error::Request("internal: encoding gave no tokens".into()))
+    }
+
+    /// Layer 1 for several prepared inputs in one pass: each modality's inputs go through its
+    /// encoder together, packed (see [`encoders`]); one token block per input, in order.
+    pub fn encode_many(&self, inputs: &[&Prepared]) -> Result<Vec<Encoded>> {
         let cfg = &self.config;
         let mut b = Builder::new(&self.weights, cfg.model.eps);
-        let v = match p {
-            Prepared::Text { ids } => encoders::text(&mut b, cfg, ids)?,
-            Prepared::Image { pixels } => encoders::image(&mut b, cfg, pixels)?,
-            Prepared::Audio { logmel, frames } => encoders::audio(&mut b, cfg, logmel, *frames)?,
-            Prepared::Video { pixels, frames } => encoders::video(&mut b, cfg, pixels, *frames)?,
-        };
-        let tokens = b.run(&self.backend, &[v])?.remove(0);
-        Ok(Encoded { modality: p.modality(), tokens })
+        let mut blocks: Vec<(usize, ValueId, usize, usize)> = Vec::with_capacity(inputs.len());
+        for m in Modality::ALL {
+            let idx: Vec<usize> = (0..inputs.len()).filter(|&i| inputs[i].modality() == m).collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let packed = match m {
+                Modality::Text => {
+                    let seqs: Vec<&[i32]> = idx.iter().filter_map(|&i| inputs[i].text_ids()).collect();
+                    encoders::texts(&mut b, cfg, &seqs)?
+                }
+                Modality::Image => {
+                    let px: Vec<&[f32]> = idx.iter().filter_map(|&i| inputs[i].image_pixels()).collect();
+                    encoders::images(&mut b, cfg, &px)?
+                }
+                Modality::Audio => {
+                    let au: Vec<(&[f32], usize)> = idx.iter().filter_map(|&i| inputs[i].audio_frames()).collect();
+                    encoders::audios(&mut b, cfg, &au)?
+                }
+                Modality::Video => {
+                    let vi: Vec<(&[f32], usize)> = idx.iter().filter_map(|&i| inputs[i].video_frames()).collect();
+                    encoders::videos(&mut b, cfg, &vi)?
+                }
+            };
+            if packed.lengths.len() != idx.len() {
+                return Err(Error::Request(format!(
+                    "internal: {} {} inputs gave {} encodings",
+                    idx.len(),
+                    m.name(),
+                    packed.lengths.len()
+                )));
+            }
+            let mut at = 0;
+            for (&i, &n) in idx.iter().zip(&packed.lengths) {
+                blocks.push((i, packed.rows, at, at + n));
+                at += n;
+            }
+        }
+        blocks.sort_by_key(|x| x.0);
+        let mut outs = Vec::with_capacity(blocks.len());
+        for &(_, rows, start, end) in &blocks {
+            let total = b.dims(rows)?[0];
+            outs.push(if start == 0 && end == total { rows } else { b.slice(rows, 0, start, end)? });
+        }
+        let tensors = b.run(&self.backend, &outs)?;
+        Ok(blocks
+            .iter()
+            .zip(tensors)
+            .map(|(&(i, ..), tokens)| Encoded { modality: inputs[i].modality(), tokens })
+            .collect())
     }
 
     fn head(&self, h: &HeadConfig, z: &Tensor, spans: &[(usize, usize)], params: &Parameters) -> Result<HeadResult> {

@@ -45,6 +45,11 @@ fn same(alone: &HeadResult, batched: &HeadResult) {
     }
 }
 
+fn frame(seed: u8) -> RawInput {
+    let data: Vec<u8> = (0..32 * 24 * 3).map(|i| (i as u8).wrapping_mul(seed).wrapping_add(seed)).collect();
+    RawInput::Pixels { height: 24, width: 32, data: PixelData::U8(data) }
+}
+
 #[test]
 fn a_batch_answers_what_each_request_answers_alone() {
     let backend: Arc<dyn Backend> = Arc::new(CpuBackend::fast().unwrap());
@@ -55,9 +60,22 @@ fn a_batch_answers_what_each_request_answers_alone() {
         vec![RawInput::Text("a calm sea at dawn".into())],
         vec![
             RawInput::Text("what is in the picture?".into()),
-            RawInput::Pixels { height: 30, width: 40, data: PixelData::U8(pixels) },
+            RawInput::Pixels { height: 30, width: 40, data: PixelData::U8(pixels.clone()) },
         ],
-        vec![RawInput::Pcm { samples: tone, sample_rate: 16_000 }],
+        vec![RawInput::Pcm { samples: tone.clone(), sample_rate: 16_000 }],
+        // Encoders batch by modality across requests: two more audio inputs of odd lengths
+        // (the stride-2 packing), two more images, a video, and two texts in one request.
+        vec![
+            RawInput::Pcm { samples: tone[..7_321].to_vec(), sample_rate: 16_000 },
+            RawInput::Pixels { height: 30, width: 40, data: PixelData::U8(pixels.iter().rev().copied().collect()) },
+            RawInput::Pcm { samples: tone[..4_003].iter().map(|x| -x).collect(), sample_rate: 16_000 },
+        ],
+        vec![
+            RawInput::Text("two dogs".into()),
+            RawInput::Frames(vec![frame(1), frame(2), frame(3)]),
+            RawInput::Text("run in the park at night, music plays softly".into()),
+            RawInput::Pixels { height: 30, width: 40, data: PixelData::U8(pixels.clone()) },
+        ],
     ];
     // Different token budgets and samplers: the generation head decodes the batch in lockstep
     // and drops requests from it as they finish, so each must still get its own tokens.
@@ -71,11 +89,13 @@ fn a_batch_answers_what_each_request_answers_alone() {
             ..Parameters::default()
         },
         Parameters { max_tokens: Some(4), ..Parameters::default() },
+        Parameters { max_tokens: Some(3), ..Parameters::default() },
+        Parameters { max_tokens: Some(5), ..Parameters::default() },
     ];
     let alone: Vec<_> = requests.iter().zip(&params).map(|(r, p)| model.run(r, p).unwrap()).collect();
     let jobs: Vec<(&[RawInput], &Parameters)> = requests.iter().zip(&params).map(|(r, p)| (r.as_slice(), p)).collect();
     let batched = model.run_batch(&jobs);
-    assert_eq!(batched.len(), 3);
+    assert_eq!(batched.len(), 5);
     let lengths: Vec<usize> = batched
         .iter()
         .map(|r| match &r.as_ref().unwrap().heads["caption"] {

@@ -292,6 +292,38 @@ impl Prepared {
             Prepared::Video { .. } => Modality::Video,
         }
     }
+
+    /// A text input's token ids.
+    pub fn text_ids(&self) -> Option<&[i32]> {
+        match self {
+            Prepared::Text { ids } => Some(ids),
+            _ => None,
+        }
+    }
+
+    /// An image input's `[S, S, 3]` pixels.
+    pub fn image_pixels(&self) -> Option<&[f32]> {
+        match self {
+            Prepared::Image { pixels } => Some(pixels),
+            _ => None,
+        }
+    }
+
+    /// An audio input's log-mel features and frame count.
+    pub fn audio_frames(&self) -> Option<(&[f32], usize)> {
+        match self {
+            Prepared::Audio { logmel, frames } => Some((logmel, *frames)),
+            _ => None,
+        }
+    }
+
+    /// A video input's frame pixels and frame count.
+    pub fn video_frames(&self) -> Option<(&[f32], usize)> {
+        match self {
+            Prepared::Video { pixels, frames } => Some((pixels, *frames)),
+            _ => None,
+        }
+    }
 }
 
 /// Turns raw inputs into [`Prepared`] tensors under one config: holds the tokenizer (if any),
