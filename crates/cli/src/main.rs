@@ -6,6 +6,7 @@ mod accuracy;
 mod attention;
 mod bench;
 mod check;
+mod client;
 mod embed;
 mod import;
 mod index;
@@ -13,8 +14,10 @@ mod info;
 mod init_model;
 mod kernels;
 mod kernels_int8;
+mod overload;
 mod peers;
 mod quantize;
+mod rss;
 mod run;
 mod serve;
 mod table;
@@ -65,6 +68,9 @@ enum Command {
     /// Serve the model over HTTP: a unified JSON API, async jobs, retrieval indexes, the Open
     /// Inference Protocol v2 and Prometheus metrics, with dynamic batching and API keys.
     Serve(serve::Args),
+    /// Talk to a running server: run a request, submit and follow jobs, probe health, and
+    /// check that it answers every request exactly once under overload.
+    Client(client::Args),
     /// Time candidate GEMM tile sizes on an OpenCL device and keep the fastest for it.
     Tune(tune::Args),
 }
@@ -74,6 +80,7 @@ enum Failure {
     Core(omnifuse_core::Error),
     Model(omnifuse_model::Error),
     Serve(String),
+    Client(omnifuse_client::ClientError),
 }
 
 impl std::fmt::Display for Failure {
@@ -82,6 +89,7 @@ impl std::fmt::Display for Failure {
             Failure::Core(e) => e.fmt(f),
             Failure::Model(e) => e.fmt(f),
             Failure::Serve(e) => e.fmt(f),
+            Failure::Client(e) => e.fmt(f),
         }
     }
 }
@@ -104,6 +112,7 @@ fn main() -> ExitCode {
         Command::Index(a) => index::run(a).map_err(Failure::Model),
         Command::Bench(a) => bench::run(a).map_err(Failure::Model),
         Command::Serve(a) => serve::run_command(a).map_err(Failure::Serve),
+        Command::Client(a) => client::run(a).map_err(Failure::Client),
         Command::Tune(a) => tune::run(a).map_err(Failure::Core),
     };
     match result {

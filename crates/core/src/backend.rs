@@ -103,6 +103,12 @@ pub trait Backend: Send + Sync {
     /// Wait until all enqueued work has finished.
     fn synchronize(&self) -> Result<()>;
 
+    /// Bytes of device memory held by this backend's live buffers now, where the backend
+    /// counts them (`None`: it does not).
+    fn memory_in_use(&self) -> Option<u64> {
+        None
+    }
+
     /// Run the nodes of `graph` given a tensor for every value (inputs, constants and the
     /// planned intermediates). The default launches node by node in order.
     fn execute(&self, graph: &Graph, values: &[Tensor]) -> Result<()> {

@@ -1,8 +1,8 @@
 //! The CPU device: host buffers, synchronous "stream" (a launch completes before it
 //! returns), a thread pool of its own, and a choice of tier (reference or fast).
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use omnifuse_core::backend::{check_supported_launch, op_set_support};
 use omnifuse_core::op::{Op, OpKind};
@@ -34,6 +34,8 @@ pub struct CpuBackend {
     pool: rayon::ThreadPool,
     id: u64,
     peak: OnceLock<(f64, &'static str)>,
+    /// Bytes held by this backend's live buffers.
+    in_use: Arc<AtomicU64>,
 }
 
 impl CpuBackend {
@@ -55,6 +57,7 @@ impl CpuBackend {
             pool,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             peak: OnceLock::new(),
+            in_use: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -124,7 +127,11 @@ impl Backend for CpuBackend {
     }
 
     fn alloc(&self, bytes: usize) -> Result<Buffer> {
-        Ok(Buffer::new(CpuStorage::new(bytes, &self.name, self.id)?))
+        Ok(Buffer::new(CpuStorage::new(bytes, &self.name, self.id, self.in_use.clone())?))
+    }
+
+    fn memory_in_use(&self) -> Option<u64> {
+        Some(self.in_use.load(Ordering::Relaxed))
     }
 
     fn upload(&self, dst: &Buffer, src: &[u8]) -> Result<()> {

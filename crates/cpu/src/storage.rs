@@ -1,7 +1,8 @@
 //! Host memory behind a CPU [`Buffer`]: 64-byte-aligned lines under a read/write lock, so a
 //! launch may read several buffers while writing one, and misuse is an error, not a race.
 
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use omnifuse_core::{Buffer, BufferStorage, Error, Result};
 
@@ -16,16 +17,21 @@ pub struct CpuStorage {
     bytes: usize,
     device: String,
     owner: u64,
+    /// The owning backend's count of bytes held by live buffers: added to here, taken
+    /// from when dropped.
+    in_use: Arc<AtomicU64>,
 }
 
 impl CpuStorage {
-    /// Allocate `bytes` zeroed bytes; an allocation that cannot be satisfied is an error.
-    pub fn new(bytes: usize, device: &str, owner: u64) -> Result<Self> {
+    /// Allocate `bytes` zeroed bytes, counted in `in_use` while the buffer lives; an
+    /// allocation that cannot be satisfied is an error.
+    pub fn new(bytes: usize, device: &str, owner: u64, in_use: Arc<AtomicU64>) -> Result<Self> {
         let n = bytes.div_ceil(64);
         let mut lines = Vec::new();
         lines.try_reserve_exact(n).map_err(|_| Error::OutOfMemory { device: device.to_string(), bytes })?;
         lines.resize(n, Line([0; 64]));
-        Ok(CpuStorage { lines: RwLock::new(lines), bytes, device: device.to_string(), owner })
+        in_use.fetch_add(held(n), Ordering::Relaxed);
+        Ok(CpuStorage { lines: RwLock::new(lines), bytes, device: device.to_string(), owner, in_use })
     }
 
     /// Capacity in bytes.
@@ -46,6 +52,17 @@ impl CpuStorage {
     /// Lock for writing.
     pub fn write(&self) -> Result<RwLockWriteGuard<'_, Vec<Line>>> {
         self.lines.write().map_err(|_| poisoned(&self.device))
+    }
+}
+
+/// Bytes held by `lines` lines.
+fn held(lines: usize) -> u64 {
+    (lines * std::mem::size_of::<Line>()) as u64
+}
+
+impl Drop for CpuStorage {
+    fn drop(&mut self) {
+        self.in_use.fetch_sub(held(self.bytes.div_ceil(64)), Ordering::Relaxed);
     }
 }
 

@@ -22,6 +22,7 @@ pub mod limits;
 pub mod metrics;
 pub mod monitor;
 pub mod oip;
+pub mod resources;
 pub mod retrieval;
 pub mod server;
 pub mod state;

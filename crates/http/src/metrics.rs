@@ -1,7 +1,8 @@
 //! `GET /metrics` in the Prometheus text format: requests by route and status, request latency
 //! histograms by route — counted by a middleware around every route — and per model the queue
 //! depth, the batch-size histogram, the requests run, and its traffic monitor's numbers
-//! (requests by modality mix, stage times, P50/P99, drift, alignment, scale-out; see `monitor`).
+//! (requests by modality mix, stage times, P50/P99, drift, alignment, scale-out; see `monitor`),
+//! then device and process memory (see `resources`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -161,6 +162,7 @@ pub fn text(state: &AppState) -> String {
         let _ = writeln!(s, "omnifuse_refused_total{{model=\"{name}\"}} {}", snap.refused);
     }
     monitoring(&mut s, state);
+    crate::resources::render(&mut s, state, escape);
     s
 }
 

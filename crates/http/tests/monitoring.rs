@@ -86,3 +86,17 @@ fn drift_alignment_and_scale_out_follow_the_traffic_mix() {
     assert_eq!(page.value("omnifuse_scale_out", &m), Some(0.0), "text traffic clears the signal");
     assert!(page.value("omnifuse_modality_drift_psi", &m).unwrap() < 0.1);
 }
+
+#[test]
+fn device_and_process_memory_are_exported() {
+    let server = start(config(), ApiKeys::none());
+    let a = server.addr();
+    assert_eq!(post(a, "/v1/infer", TEXT).status, 200);
+    let page = metrics(a);
+    assert_eq!(page.types["omnifuse_device_memory_bytes"], "gauge");
+    let device = page.value("omnifuse_device_memory_bytes", &[("model", "omni"), ("backend", "cpu")]).unwrap();
+    let weights = model().parameters() as f64 * 4.0;
+    assert!(device >= weights, "the CPU backend holds at least the f32 weights ({weights} bytes): {device}");
+    let rss = page.value("process_resident_memory_bytes", &[]).unwrap();
+    assert!(rss >= device, "the process holds its device buffers (CPU memory): rss {rss}, device {device}");
+}

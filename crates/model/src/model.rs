@@ -205,6 +205,11 @@ impl Model {
         self.backend.name().to_string()
     }
 
+    /// Bytes of device memory the backend's live buffers hold now, where it counts them.
+    pub fn device_memory_in_use(&self) -> Option<u64> {
+        self.backend.memory_in_use()
+    }
+
     /// The heads a list of tasks asks for (all heads when empty). A task is a head's name, a
     /// head kind (`classification`, `retrieval`, `generation`) or a common task name
     /// (`sentiment`, `embedding`, `captioning`, `visual_question_answering`, …).
