@@ -5,7 +5,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Send times in seconds from the start: Poisson arrivals at `qps`, covering at least
+/// Send times in seconds from the start: Poisson arrivals at `qps`, the last one after
 /// `duration_s` seconds and at least `min_queries` queries (whichever is longer). `qps` must be
 /// positive and finite (the caller checks).
 pub fn poisson(qps: f64, duration_s: f64, min_queries: usize, seed: u64) -> Vec<f64> {
@@ -16,10 +16,11 @@ pub fn poisson(qps: f64, duration_s: f64, min_queries: usize, seed: u64) -> Vec<
         // Inverse-CDF sampling of an exponential gap; 1 - u is in (0, 1], so ln is finite.
         let u: f64 = rng.random();
         t += -(1.0 - u).ln() / qps;
+        out.push(t);
+        // The last query is due after the duration, so the run lasts at least that long.
         if t > duration_s && out.len() >= min_queries {
             return out;
         }
-        out.push(t);
     }
 }
 
@@ -53,6 +54,8 @@ mod tests {
         let a = poisson(10.0, 0.1, 500, 1);
         assert_eq!(a.len(), 500);
         assert!(*a.last().unwrap_or(&0.0) > 10.0);
+        let b = poisson(10.0, 3.0, 0, 1);
+        assert!(b[b.len() - 1] > 3.0 && b[b.len() - 2] <= 3.0, "the last arrival is the first past the duration");
     }
 
     #[test]
