@@ -137,7 +137,7 @@ pub fn bars(class: &str, title: &str, xlabel: &str, ylabel: &str, data: &[(Strin
             escape(label),
             fmt_tick(*v)
         );
-        if data.len() <= 40 || i % (data.len() / 20).max(1) == 0 {
+        if i % data.len().div_ceil(15).max(1) == 0 {
             let _ = writeln!(
                 f.svg,
                 "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{}</text>",
