@@ -1,8 +1,30 @@
-//! The omnifuse benchmark harness: seeded omni-modal workloads ([`workload`]) and the
-//! scenarios that run them against a model ([`offline`]). Today: the offline scenario, with
-//! dynamic batching on or off in the same run, so its gain is measured, not claimed; and the
-//! accuracy loss of a lower precision against FP32 ([`accuracy`]).
+//! The omnifuse benchmark harness. Scenarios as MLPerf LoadGen defines them
+//! ([`scenario::single_stream`], [`scenario::multi_stream`], [`scenario::server`],
+//! [`offline`]) run seeded omni-modal workloads ([`workload`], or real inputs from a directory:
+//! [`inputs`]) against a [`target::Target`] — the in-process model, or anything else that
+//! answers batches — through the dynamic batcher ([`driver`]). A run ([`record::Run`]) becomes a
+//! [`report::Report`] (HdrHistogram latencies, validity verdict with an early-stopping
+//! estimate, batch sizes, time per stage, the machine and the command), printed as JSON or as
+//! a self-contained HTML page ([`html`]); [`compare`] puts two reports side by side, [`peak`]
+//! finds the highest server QPS that meets a latency bound, and [`accuracy`] measures a lower
+//! precision against FP32.
 
 pub mod accuracy;
+pub mod compare;
+pub mod driver;
+pub mod early_stop;
+pub mod fake;
+pub mod html;
+pub mod inputs;
+pub mod latency;
+pub mod machine;
 pub mod offline;
+pub mod peak;
+pub mod record;
+pub mod report;
+pub mod scenario;
+pub mod schedule;
+pub mod svg;
+pub mod target;
+pub mod validity;
 pub mod workload;

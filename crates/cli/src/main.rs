@@ -63,7 +63,8 @@ enum Command {
     Accuracy(accuracy::Args),
     /// Build or list a retrieval index that `run --index` searches.
     Index(index::Args),
-    /// Benchmark the model on a seeded omni-modal workload (offline scenario: batching off vs on).
+    /// Benchmark the model: MLPerf-style scenarios (single-stream, multi-stream, server,
+    /// offline) on a seeded omni-modal workload, with JSON/HTML reports and run comparison.
     Bench(bench::Args),
     /// Serve the model over HTTP: a unified JSON API, async jobs, retrieval indexes, the Open
     /// Inference Protocol v2 and Prometheus metrics, with dynamic batching and API keys.

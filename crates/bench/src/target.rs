@@ -1,0 +1,80 @@
+//! What the harness measures: a [`Target`] runs a batch of requests and answers each with its
+//! per-stage timings. The in-process model is one target ([`ModelTarget`]); a remote server
+//! reached through an HTTP client can be another. Scenarios know nothing else about it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use omnifuse_model::Model;
+use omnifuse_model::input::RawInput;
+use omnifuse_model::request::Parameters;
+
+use crate::workload::Request;
+
+/// What one request cost, as the target saw it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Completion {
+    /// Milliseconds per stage (`preprocess`, `encode.<modality>`, `fuse`, `head.<name>`,
+    /// `total`); empty when the target does not say.
+    pub stages_ms: BTreeMap<String, f64>,
+    /// Whether a feature cache answered it; `None` when the target has no cache or does not say.
+    pub cache_hit: Option<bool>,
+}
+
+/// Something that answers batches of requests. One call runs one batch; answers come back in
+/// request order, one per request (a failed request fails alone).
+pub trait Target: Send + Sync {
+    /// A short description (model, backend) for reports.
+    fn describe(&self) -> String;
+    /// Run `batch`.
+    fn run_batch(&self, batch: &[&Request]) -> Vec<Result<Completion, String>>;
+}
+
+/// The in-process model, answering with the parameters given here.
+pub struct ModelTarget {
+    model: Arc<Model>,
+    params: Parameters,
+}
+
+impl ModelTarget {
+    /// Run `model` with `params` for every request.
+    pub fn new(model: Arc<Model>, params: Parameters) -> Self {
+        ModelTarget { model, params }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+}
+
+impl Target for ModelTarget {
+    fn describe(&self) -> String {
+        format!("{} on {}", self.model.config().model.name, self.model.backend_name())
+    }
+
+    fn run_batch(&self, batch: &[&Request]) -> Vec<Result<Completion, String>> {
+        let jobs: Vec<(&[RawInput], &Parameters)> = batch.iter().map(|r| (r.as_slice(), &self.params)).collect();
+        self.model
+            .run_batch(&jobs)
+            .into_iter()
+            .map(|r| {
+                r.map(|resp| {
+                    let t = &resp.timing_ms;
+                    let mut stages = BTreeMap::new();
+                    stages.insert("preprocess".to_string(), t.preprocess);
+                    for (m, v) in &t.encode {
+                        stages.insert(format!("encode.{m}"), *v);
+                    }
+                    stages.insert("fuse".to_string(), t.fuse);
+                    for (h, v) in &t.heads {
+                        stages.insert(format!("head.{h}"), *v);
+                    }
+                    stages.insert("total".to_string(), t.total);
+                    Completion { stages_ms: stages, cache_hit: None }
+                })
+                .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+}
