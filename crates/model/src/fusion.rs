@@ -11,7 +11,9 @@ use crate::config::{Config, MODALITIES};
 use crate::error::{Error, Result};
 use crate::input::Modality;
 
-/// One input's encoded tokens `[n, D]` on the device, with its modality.
+/// One input's encoded tokens `[n, D]` on the device, with its modality (cloning shares the
+/// device buffer).
+#[derive(Clone)]
 pub struct Encoded {
     /// The input's modality.
     pub modality: Modality,

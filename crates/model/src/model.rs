@@ -12,6 +12,7 @@ use omnifuse_core::graph::ValueId;
 use omnifuse_core::{Backend, Tensor};
 
 use crate::builder::{Builder, to_f32};
+use crate::cache::{CacheStats, FeatureCache, Key};
 use crate::config::{Config, HeadConfig, HeadKind};
 use crate::encoders;
 use crate::error::{Error, Result};
@@ -39,6 +40,8 @@ pub struct Model {
     parameters: usize,
     pre: Preprocessor,
     precision: Precision,
+    /// Encoder outputs kept between requests, when enabled.
+    cache: Option<FeatureCache>,
 }
 
 /// A request between layer 1 and layer 3.
@@ -71,7 +74,7 @@ impl Model {
         } else {
             Precision::Fp32
         };
-        Ok(Model { parameters: weights.parameters(), config, backend, weights: device, pre, precision })
+        Ok(Model { parameters: weights.parameters(), config, backend, weights: device, pre, precision, cache: None })
     }
 
     /// A model in `precision`: INT8 quantises the f32 `Linear` weights per output channel
@@ -253,6 +256,18 @@ impl Model {
         Ok(picked)
     }
 
+    /// Keep encoder outputs between requests in a feature cache of at most `bytes` (LRU by
+    /// bytes; 0 turns it off). A repeated input — the same image, clip or text — then skips
+    /// its encoder; the results are the same values.
+    pub fn set_feature_cache(&mut self, bytes: usize) {
+        self.cache = (bytes > 0).then(|| FeatureCache::new(bytes));
+    }
+
+    /// The feature cache's counters, when it is on.
+    pub fn feature_cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(FeatureCache::stats)
+    }
+
     /// Answer one request.
     pub fn run(&self, inputs: &[RawInput], params: &Parameters) -> Result<Response> {
         self.run_batch(&[(inputs, params)])
@@ -414,16 +429,33 @@ impl Model {
             .collect();
         let mut times: BTreeMap<&'static str, f64> = BTreeMap::new();
         let mut failed = false;
+        let keys: Vec<Option<Key>> = jobs
+            .iter()
+            .map(|j| self.cache.as_ref().map(|_| Key::new(j.2, &self.config.model.name, self.precision.name())))
+            .collect();
+        let mut missing = vec![true; jobs.len()];
+        if let Some(cache) = &self.cache {
+            for (n, (j, key)) in jobs.iter().zip(&keys).enumerate() {
+                if let Some(e) = key.as_ref().and_then(|k| cache.get(k)) {
+                    results[j.0][j.1] = Some(e);
+                    missing[n] = false;
+                }
+            }
+        }
         for m in Modality::ALL {
-            let group: Vec<&(usize, usize, &Prepared)> = jobs.iter().filter(|j| j.2.modality() == m).collect();
+            let group: Vec<usize> = (0..jobs.len()).filter(|&n| missing[n] && jobs[n].2.modality() == m).collect();
             if group.is_empty() {
                 continue;
             }
             let t0 = Instant::now();
-            let inputs: Vec<&Prepared> = group.iter().map(|j| j.2).collect();
+            let inputs: Vec<&Prepared> = group.iter().map(|&n| jobs[n].2).collect();
             match self.encode_many(&inputs) {
                 Ok(enc) => {
-                    for (j, e) in group.iter().zip(enc) {
+                    for (&n, e) in group.iter().zip(enc) {
+                        if let (Some(cache), Some(key)) = (&self.cache, &keys[n]) {
+                            cache.put(key.clone(), e.clone());
+                        }
+                        let j = &jobs[n];
                         results[j.0][j.1] = Some(e);
                     }
                 }
