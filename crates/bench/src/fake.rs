@@ -60,7 +60,7 @@ impl Target for FakeTarget {
                 if failing {
                     Err("the fake target fails this request".to_string())
                 } else {
-                    Ok(Completion { stages_ms: [("total".to_string(), ms)].into(), cache_hit: None })
+                    Ok(Completion { stages_ms: [("total".to_string(), ms)].into(), cache: None })
                 }
             })
             .collect()

@@ -2,7 +2,7 @@
 //! ([`scenario::single_stream`], [`scenario::multi_stream`], [`scenario::server`],
 //! [`offline`]) run seeded omni-modal workloads ([`workload`], or real inputs from a directory:
 //! [`inputs`]) against a [`target::Target`] — the in-process model, or anything else that
-//! answers batches — through the dynamic batcher ([`driver`]). A run ([`record::Run`]) becomes a
+//! answers batches, such as a server over HTTP ([`remote`]) — through the dynamic batcher ([`driver`]). A run ([`record::Run`]) becomes a
 //! [`report::Report`] (HdrHistogram latencies, validity verdict with an early-stopping
 //! estimate, batch sizes, time per stage, the machine and the command), printed as JSON or as
 //! a self-contained HTML page ([`html`]); [`compare`] puts two reports side by side, [`peak`]
@@ -21,6 +21,7 @@ pub mod machine;
 pub mod offline;
 pub mod peak;
 pub mod record;
+pub mod remote;
 pub mod report;
 pub mod scenario;
 pub mod schedule;

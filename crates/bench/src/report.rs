@@ -129,7 +129,7 @@ pub struct Report {
 /// Mean time per stage, and the cache hit rate.
 fn stages(run: &Run) -> (BTreeMap<String, f64>, Option<f64>) {
     let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-    let (mut hits, mut known) = (0usize, 0usize);
+    let (mut hits, mut lookups) = (0u64, 0u64);
     for s in &run.samples {
         let Ok(c) = &s.outcome else { continue };
         let e = sums.entry("queue".into()).or_default();
@@ -140,13 +140,13 @@ fn stages(run: &Run) -> (BTreeMap<String, f64>, Option<f64>) {
             e.0 += v;
             e.1 += 1;
         }
-        if let Some(h) = c.cache_hit {
-            known += 1;
-            hits += usize::from(h);
+        if let Some((h, n)) = c.cache {
+            hits += h;
+            lookups += n;
         }
     }
     let means = sums.into_iter().map(|(k, (s, n))| (k, s / n.max(1) as f64)).collect();
-    (means, (known > 0).then(|| hits as f64 / known as f64))
+    (means, (lookups > 0).then(|| hits as f64 / lookups as f64))
 }
 
 impl Report {
@@ -221,7 +221,7 @@ pub(crate) mod tests {
                 batch: 2,
                 outcome: Ok(Completion {
                     stages_ms: [("fuse".to_string(), 2.0), ("total".to_string(), 4.0)].into(),
-                    cache_hit: None,
+                    cache: None,
                 }),
             })
             .collect();

@@ -17,8 +17,10 @@ pub struct Completion {
     /// Milliseconds per stage (`preprocess`, `encode.<modality>`, `fuse`, `head.<name>`,
     /// `total`); empty when the target does not say.
     pub stages_ms: BTreeMap<String, f64>,
-    /// Whether a feature cache answered it; `None` when the target has no cache or does not say.
-    pub cache_hit: Option<bool>,
+    /// Feature-cache lookups charged to this request as (hits, lookups); `None` when the
+    /// target has no cache or does not say. A target may charge a whole batch's lookups to
+    /// one of its requests: only the sums over a run are meaningful.
+    pub cache: Option<(u64, u64)>,
 }
 
 /// Something that answers batches of requests. One call runs one batch; answers come back in
@@ -55,8 +57,15 @@ impl Target for ModelTarget {
 
     fn run_batch(&self, batch: &[&Request]) -> Vec<Result<Completion, String>> {
         let jobs: Vec<(&[RawInput], &Parameters)> = batch.iter().map(|r| (r.as_slice(), &self.params)).collect();
-        self.model
-            .run_batch(&jobs)
+        // The batch's cache lookups, charged to its first request (batches run one at a time
+        // on the batcher's worker, so the counters move for this batch only).
+        let before = self.model.feature_cache_stats();
+        let answers = self.model.run_batch(&jobs);
+        let mut cache = before.zip(self.model.feature_cache_stats()).map(|(a, b)| {
+            let hits = b.hits - a.hits;
+            (hits, hits + (b.misses - a.misses))
+        });
+        answers
             .into_iter()
             .map(|r| {
                 r.map(|resp| {
@@ -71,7 +80,7 @@ impl Target for ModelTarget {
                         stages.insert(format!("head.{h}"), *v);
                     }
                     stages.insert("total".to_string(), t.total);
-                    Completion { stages_ms: stages, cache_hit: None }
+                    Completion { stages_ms: stages, cache: cache.take().or(before.map(|_| (0, 0))) }
                 })
                 .map_err(|e| e.to_string())
             })

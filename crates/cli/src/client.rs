@@ -179,7 +179,7 @@ fn job(client: &UnifiedModelClient, args: &JobArgs) -> Result<ExitCode, ClientEr
 }
 
 /// The key from the file, else the environment, else none.
-fn api_key(file: Option<&Path>) -> Result<Option<String>, ClientError> {
+pub(crate) fn api_key(file: Option<&Path>) -> Result<Option<String>, ClientError> {
     if let Some(path) = file {
         let what = format!("API key file {}", path.display());
         let text = std::fs::read_to_string(path)

@@ -65,6 +65,23 @@ fn every_scenario_reports_json_with_the_required_keys() {
 }
 
 #[test]
+fn the_feature_cache_hit_rate_is_reported() {
+    // Four distinct requests drawn for at least twelve queries: most inputs repeat.
+    let args = ["bench", "--mix", "text=1", "--queries", "4", "--duration", "0", "--min-queries", "12"];
+    let o = omnifuse(
+        &[&args[..], &["--task", "sentiment", "--scenario", "single-stream", "--feature-cache-mb", "64", "--json"]]
+            .concat(),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o.stderr)));
+    let rate = v["cache_hit_rate"].as_f64().unwrap_or_else(|| panic!("no hit rate: {v}"));
+    assert!(rate > 0.5 && rate < 1.0, "{rate}: {v}");
+    // Without a cache there is no rate.
+    let o = bench(&["--scenario", "single-stream", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o.stderr)));
+    assert!(v["cache_hit_rate"].is_null(), "{v}");
+}
+
+#[test]
 fn files_html_and_compare() {
     let (a, b, h) = (scratch("a.json"), scratch("b.json"), scratch("r.html"));
     let s = |p: &PathBuf| p.to_string_lossy().into_owned();

@@ -124,6 +124,25 @@ fn client_commands_against_a_real_server() {
         assert_eq!(o.status.code(), Some(2));
         assert!(text(&o.stderr).contains("HTTP 401 from POST /v1/infer"), "{}", text(&o.stderr));
 
+        // The benchmark harness loads the server over the wire with the same keys.
+        let bench = |key: &str| {
+            omnifuse()
+                .args(["bench", "--scenario", "single-stream", "--target", &url, "--duration", "0"])
+                .args(["--min-queries", "4", "--queries", "4", "--mix", "text=1,image=1,audio=1", "--json", "-"])
+                .env("OMNIFUSE_API_KEY", key)
+                .output()
+                .unwrap()
+        };
+        let o = bench("test-key");
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        let r = json(&o);
+        assert_eq!(r["backend"], url.as_str(), "{r}");
+        assert!(r["queries"].as_u64().unwrap() >= 4 && r["failed"] == 0, "{r}");
+        assert!(r["stages_ms"]["fuse"].as_f64().unwrap() > 0.0, "the server's stage times: {r}");
+        let o = bench("wrong");
+        assert_eq!(o.status.code(), Some(2));
+        assert!(text(&o.stderr).contains("does not answer") && text(&o.stderr).contains("401"), "{}", text(&o.stderr));
+
         // Overload at 3x the peak against a queue of 8: refusals, yet one answer each.
         let pid = server.id().to_string();
         let args = ["overload", "--threads", "8", "--peak-seconds", "1", "--seconds", "2", "--after-requests", "5"];

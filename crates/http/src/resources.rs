@@ -1,5 +1,6 @@
 //! The memory families of `GET /metrics`: each model's device memory in use (where its
-//! backend counts it) and the server process's resident memory (where `/proc` tells it).
+//! backend counts it), its feature cache's hits, misses and bytes (when the cache is on), and
+//! the server process's resident memory (where `/proc` tells it).
 
 use std::fmt::Write as _;
 
@@ -20,6 +21,26 @@ pub fn render(s: &mut String, state: &AppState, escape: impl Fn(&str) -> String)
         if let Some(bytes) = m.model().device_memory_in_use() {
             let (model, backend) = (escape(m.name()), escape(&m.model().backend_name()));
             let _ = writeln!(s, "omnifuse_device_memory_bytes{{model=\"{model}\",backend=\"{backend}\"}} {bytes}");
+        }
+    }
+    let caches: Vec<_> = state.models.iter().filter_map(|m| m.model().feature_cache_stats().map(|c| (m, c))).collect();
+    if !caches.is_empty() {
+        let families = [
+            ("omnifuse_feature_cache_hits_total", "counter", "Encoder outputs found in the feature cache."),
+            (
+                "omnifuse_feature_cache_misses_total",
+                "counter",
+                "Encoder outputs looked up and not found (then computed).",
+            ),
+            ("omnifuse_feature_cache_bytes", "gauge", "Bytes of encoder outputs held by the feature cache."),
+            ("omnifuse_feature_cache_capacity_bytes", "gauge", "The feature cache's bound in bytes."),
+        ];
+        for (i, (name, kind, help)) in families.iter().enumerate() {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (m, c) in &caches {
+                let v = [c.hits, c.misses, c.bytes as u64, c.capacity_bytes as u64][i];
+                let _ = writeln!(s, "{name}{{model=\"{}\"}} {v}", escape(m.name()));
+            }
         }
     }
     if let Some(rss) = process_rss_bytes() {

@@ -100,3 +100,29 @@ fn device_and_process_memory_are_exported() {
     let rss = page.value("process_resident_memory_bytes", &[]).unwrap();
     assert!(rss >= device, "the process holds its device buffers (CPU memory): rss {rss}, device {device}");
 }
+
+#[test]
+fn the_feature_cache_counts_hits_and_misses() {
+    let cfg = config();
+    let mut m = model();
+    m.set_feature_cache(32 << 20);
+    let models = omnifuse_http::serve_models(&cfg, vec![("omni".to_string(), m)]).unwrap();
+    let server = omnifuse_http::spawn(cfg, models, ApiKeys::none()).unwrap();
+    let a = server.addr();
+    // The same text twice: a miss, then a hit (warm-up requests may add their own lookups).
+    let before = metrics(a);
+    let hits0 = before.value("omnifuse_feature_cache_hits_total", &[("model", "omni")]).unwrap();
+    let misses0 = before.value("omnifuse_feature_cache_misses_total", &[("model", "omni")]).unwrap();
+    let body = r#"{"inputs":[{"text":"a text only this test sends"}],"parameters":{"task_type":"classification"}}"#;
+    assert_eq!(post(a, "/v1/infer", body).status, 200);
+    assert_eq!(post(a, "/v1/infer", body).status, 200);
+    let page = metrics(a);
+    assert_eq!(page.types["omnifuse_feature_cache_hits_total"], "counter");
+    assert_eq!(page.value("omnifuse_feature_cache_hits_total", &[("model", "omni")]), Some(hits0 + 1.0));
+    assert_eq!(page.value("omnifuse_feature_cache_misses_total", &[("model", "omni")]), Some(misses0 + 1.0));
+    let bytes = page.value("omnifuse_feature_cache_bytes", &[("model", "omni")]).unwrap();
+    assert!(bytes > 0.0 && bytes <= (32 << 20) as f64, "{bytes}");
+    // Without a cache the families are absent.
+    let plain = start(config(), ApiKeys::none());
+    assert!(metrics(plain.addr()).value("omnifuse_feature_cache_hits_total", &[("model", "omni")]).is_none());
+}

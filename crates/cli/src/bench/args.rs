@@ -55,6 +55,21 @@ pub struct Args {
     /// this many).
     #[arg(long, default_value_t = 100)]
     pub min_queries: usize,
+    /// Benchmark a running `omnifuse serve` at this address (http://HOST:PORT) instead of the
+    /// in-process model: latency is measured over the wire; the server's own stage times are
+    /// reported. The harness's batcher groups queued queries and sends each group at once,
+    /// one request per connection, and the server batches them again. The model flags and
+    /// --precision do not apply (the server's are used).
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// With --target: a file holding the server's API key (as `omnifuse client` reads it; else
+    /// the OMNIFUSE_API_KEY environment variable; neither: no key is sent).
+    #[arg(long, value_name = "FILE", requires = "target")]
+    pub api_key_file: Option<PathBuf>,
+    /// Keep encoder outputs in a feature cache of this many MiB (0: off): a repeated input
+    /// skips its encoder. The report gives the hit rate. In-process model only.
+    #[arg(long, default_value_t = 0, value_name = "MIB", conflicts_with = "target")]
+    pub feature_cache_mb: usize,
     /// Seed of the workload, the arrival schedule and the accuracy sample.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -11,13 +11,14 @@ use omnifuse_harness::accuracy::{self, Dataset, Item};
 use omnifuse_harness::driver::policy;
 use omnifuse_harness::machine::Machine;
 use omnifuse_harness::record::Run;
+use omnifuse_harness::remote::HttpTarget;
 use omnifuse_harness::report::{Report, Setup};
 use omnifuse_harness::scenario::{Settings, multi_stream, server, single_stream};
 use omnifuse_harness::target::{ModelTarget, Target};
 use omnifuse_harness::validity::Criteria;
 use omnifuse_harness::{compare, html, inputs, offline, peak, schedule, workload};
 use omnifuse_model::request::Parameters;
-use omnifuse_model::{Error, Precision, Result};
+use omnifuse_model::{Error, Model, Precision, Result};
 use serde_json::json;
 
 use super::args::Args;
@@ -62,23 +63,55 @@ pub fn run(args: Args) -> Result<ExitCode> {
             (workload::generate(&mix, args.queries, args.seed), format!("mix {}", args.mix))
         }
     };
-    let model = Arc::new(args.model.open_in(Some(precision))?);
     let params = Parameters { tasks: args.tasks.clone(), max_tokens: args.max_tokens, ..Parameters::default() };
-    model.select_heads(&params.tasks)?;
-    let model_target = Arc::new(ModelTarget::new(model.clone(), params.clone()));
-    // One untimed request first, so lazy set-up (kernel caches, first allocations) is not timed.
-    if let Some(first) = pool.first() {
-        let _ = model_target.run_batch(&[first]);
+    let (model, target): (Option<Arc<Model>>, Arc<dyn Target>) = match &args.target {
+        Some(url) => {
+            if precision != Precision::Fp32 {
+                return Err(Error::Request(format!(
+                    "--precision {precision} with --target: the server's precision is chosen where it runs (omnifuse serve --precision)"
+                )));
+            }
+            let key = crate::client::api_key(args.api_key_file.as_deref()).map_err(request_error)?;
+            let wire = omnifuse_client::Parameters {
+                tasks: params.tasks.clone(),
+                max_tokens: params.max_tokens,
+                ..omnifuse_client::Parameters::default()
+            };
+            let t = HttpTarget::new(url, key.as_deref(), wire, &pool).map_err(request_error)?;
+            (None, Arc::new(t))
+        }
+        None => {
+            let mut model = args.model.open_in(Some(precision))?;
+            model.select_heads(&params.tasks)?;
+            // One untimed request first, so lazy set-up (kernel caches, first allocations)
+            // is not timed; the feature cache starts empty after it.
+            if let Some(first) = pool.first() {
+                let _ = model.run(first, &params);
+            }
+            model.set_feature_cache(args.feature_cache_mb << 20);
+            let model = Arc::new(model);
+            (Some(model.clone()), Arc::new(ModelTarget::new(model, params.clone())))
+        }
+    };
+    // A remote target answers one untimed request first (connections, the server's warm-up);
+    // if it cannot, the run stops here with the reason.
+    if let (Some(first), true) = (pool.first(), model.is_none())
+        && let Some(Err(e)) = target.run_batch(&[first]).pop()
+    {
+        return Err(Error::Request(format!("the target does not answer: {e}")));
     }
-    let target: Arc<dyn Target> = model_target;
     let pool = Arc::new(pool);
+    let (backend, model_name) = match &model {
+        Some(m) => (m.backend_name(), m.config().model.name.clone()),
+        None => (args.target.clone().unwrap_or_default(), "omnifuse serve".to_string()),
+    };
     let batching = args.batching_on();
     let pol = policy(batching, args.batch, Duration::from_secs_f64(args.max_delay_ms / 1e3));
     let settings = Settings { duration_s: args.duration, min_queries: args.min_queries, seed: args.seed };
     let mut setup = Setup {
         scenario: args.scenario.clone(),
-        backend: model.backend_name(),
-        model: model.config().model.name.clone(),
+        backend: backend.clone(),
+        model: model_name,
         precision: precision.name().to_string(),
         batching,
         max_batch: args.batch,
@@ -89,7 +122,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         target_qps: None,
         samples_per_query: 1,
         command: command_line(),
-        machine: Machine::detect(omnifuse_cpu::features::Isa::active().name(), &model.backend_name()),
+        machine: Machine::detect(omnifuse_cpu::features::Isa::active().name(), &backend),
     };
     let timed = |label: &str, seconds: f64| progress::timed(label, seconds, quiet);
     let mut criteria = Criteria {
@@ -184,8 +217,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some((_, v)) => report.find_peak = Some(v),
         None => {}
     }
-    if precision != Precision::Fp32 && args.accuracy_samples > 0 {
-        report.accuracy = Some(measure_accuracy(&args, &model, &pool, quiet)?);
+    if let (Some(model), true) = (&model, precision != Precision::Fp32 && args.accuracy_samples > 0) {
+        report.accuracy = Some(measure_accuracy(&args, model, &pool, quiet)?);
     }
     if !quiet {
         print!("{}", summary::render(&report));
