@@ -4,13 +4,13 @@
 //! one connection each, and the server's own batcher groups them again; each answer's stage
 //! times are the server's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Cursor;
 
 use omnifuse_client::{Input, Parameters, UnifiedModelClient};
 use omnifuse_model::input::{PixelData, RawInput};
 
-use crate::target::{Completion, Target};
+use crate::target::{Completion, Target, stage_map};
 use crate::workload::Request;
 
 /// A server at an endpoint, answering with the parameters given here.
@@ -91,17 +91,7 @@ impl HttpTarget {
         };
         let resp = self.client.infer(inputs, &self.params).map_err(|e| e.to_string())?;
         let t = &resp.timing_ms;
-        let mut stages = BTreeMap::new();
-        stages.insert("preprocess".to_string(), t.preprocess);
-        for (m, v) in &t.encode {
-            stages.insert(format!("encode.{m}"), *v);
-        }
-        stages.insert("fuse".to_string(), t.fuse);
-        for (h, v) in &t.heads {
-            stages.insert(format!("head.{h}"), *v);
-        }
-        stages.insert("total".to_string(), t.total);
-        Ok(Completion { stages_ms: stages, cache: None })
+        Ok(Completion { stages_ms: stage_map(t.preprocess, &t.encode, t.fuse, &t.heads, t.total), cache: None })
     }
 }
 

@@ -23,6 +23,23 @@ pub struct Completion {
     pub cache: Option<(u64, u64)>,
 }
 
+/// The stage names of [`Completion::stages_ms`] from a response's timings (milliseconds).
+pub fn stage_map(
+    preprocess: f64,
+    encode: &BTreeMap<String, f64>,
+    fuse: f64,
+    heads: &BTreeMap<String, f64>,
+    total: f64,
+) -> BTreeMap<String, f64> {
+    let mut stages = BTreeMap::new();
+    stages.insert("preprocess".to_string(), preprocess);
+    stages.extend(encode.iter().map(|(m, v)| (format!("encode.{m}"), *v)));
+    stages.insert("fuse".to_string(), fuse);
+    stages.extend(heads.iter().map(|(h, v)| (format!("head.{h}"), *v)));
+    stages.insert("total".to_string(), total);
+    stages
+}
+
 /// Something that answers batches of requests. One call runs one batch; answers come back in
 /// request order, one per request (a failed request fails alone).
 pub trait Target: Send + Sync {
@@ -70,16 +87,7 @@ impl Target for ModelTarget {
             .map(|r| {
                 r.map(|resp| {
                     let t = &resp.timing_ms;
-                    let mut stages = BTreeMap::new();
-                    stages.insert("preprocess".to_string(), t.preprocess);
-                    for (m, v) in &t.encode {
-                        stages.insert(format!("encode.{m}"), *v);
-                    }
-                    stages.insert("fuse".to_string(), t.fuse);
-                    for (h, v) in &t.heads {
-                        stages.insert(format!("head.{h}"), *v);
-                    }
-                    stages.insert("total".to_string(), t.total);
+                    let stages = stage_map(t.preprocess, &t.encode, t.fuse, &t.heads, t.total);
                     Completion { stages_ms: stages, cache: cache.take().or(before.map(|_| (0, 0))) }
                 })
                 .map_err(|e| e.to_string())

@@ -31,6 +31,19 @@ pub struct DecoderShape {
     pub eps: f32,
 }
 
+impl DecoderShape {
+    /// Refuse a sampling whose token budget the position table cannot hold.
+    pub fn check(&self, s: &Sampling) -> Result<()> {
+        if s.max_tokens >= self.max_positions {
+            return Err(Error::Request(format!(
+                "max_tokens {} must be below the decoder's {} positions",
+                s.max_tokens, self.max_positions
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// How tokens are chosen.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sampling {
@@ -81,12 +94,7 @@ pub fn generate_batch(
 ) -> Result<Vec<Generated>> {
     let d = shape.width;
     for (_, s) in requests {
-        if s.max_tokens >= shape.max_positions {
-            return Err(Error::Request(format!(
-                "max_tokens {} must be below the decoder's {} positions",
-                s.max_tokens, shape.max_positions
-            )));
-        }
+        shape.check(s)?;
     }
     let mut outs: Vec<Generated> =
         requests.iter().map(|_| Generated { tokens: Vec::new(), logprobs: Vec::new() }).collect();

@@ -311,31 +311,33 @@ impl Model {
         staged.into_iter().zip(requests).map(|(s, (_, params))| s.and_then(|s| self.answer(s, params, start))).collect()
     }
 
+    /// A generation head's decoder shape and default token budget; `None` for other heads.
+    fn decoder(&self, h: &HeadConfig) -> Option<(DecoderShape, usize)> {
+        let HeadKind::Generation { layers, heads, max_tokens, max_positions, .. } = &h.kind else {
+            return None;
+        };
+        let shape = DecoderShape {
+            width: self.config.model.width,
+            layers: *layers,
+            heads: *heads,
+            max_positions: *max_positions,
+            eps: self.config.model.eps,
+        };
+        Some((shape, *max_tokens))
+    }
+
     /// Layer 3's generation heads for every fused request of a batch at once: the requests
     /// asking a generation head decode together, one row each per step. A request whose
     /// sampling is refused (too many tokens) fails alone; the others still batch.
     fn generate_batched(&self, staged: &mut [Result<Staged<'_>>], requests: &[(&[RawInput], &Parameters)]) {
         for h in &self.config.heads {
-            let HeadKind::Generation { layers, heads, max_tokens, max_positions, .. } = &h.kind else {
-                continue;
-            };
-            let shape = DecoderShape {
-                width: self.config.model.width,
-                layers: *layers,
-                heads: *heads,
-                max_positions: *max_positions,
-                eps: self.config.model.eps,
-            };
+            let Some((shape, max_tokens)) = self.decoder(h) else { continue };
             let mut members: Vec<(usize, Tensor, Sampling)> = Vec::new();
             for (i, s) in staged.iter_mut().enumerate() {
                 let Ok(s) = s else { continue };
                 let (Some(z), true) = (&s.z, s.heads.iter().any(|x| x.name == h.name)) else { continue };
-                let sampling = sampling(requests[i].1, *max_tokens);
-                if sampling.max_tokens >= shape.max_positions {
-                    let e = Error::Request(format!(
-                        "max_tokens {} must be below the decoder's {} positions",
-                        sampling.max_tokens, shape.max_positions
-                    ));
+                let sampling = sampling(requests[i].1, max_tokens);
+                if let Err(e) = shape.check(&sampling) {
                     s.answered.insert(h.name.clone(), (Err(e), 0.0));
                     continue;
                 }
@@ -627,16 +629,11 @@ impl Model {
                 let fused = if rows.is_empty() { Vec::new() } else { rows.remove(0) };
                 Ok(HeadResult::Retrieval { fused, inputs: rows, matches: None })
             }
-            HeadKind::Generation { layers, heads, max_tokens, max_positions, .. } => {
-                let shape = DecoderShape {
-                    width: self.config.model.width,
-                    layers: *layers,
-                    heads: *heads,
-                    max_positions: *max_positions,
-                    eps: self.config.model.eps,
-                };
+            HeadKind::Generation { .. } => {
+                let (shape, max_tokens) =
+                    self.decoder(h).ok_or_else(|| Error::Request("internal: not a generation head".into()))?;
                 let g =
-                    generate::generate(&self.backend, &self.weights, &h.name, shape, z, sampling(params, *max_tokens))?;
+                    generate::generate(&self.backend, &self.weights, &h.name, shape, z, sampling(params, max_tokens))?;
                 Ok(generated(g))
             }
         }

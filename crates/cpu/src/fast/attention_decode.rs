@@ -12,6 +12,7 @@
 use omnifuse_core::attention::visible_block;
 use rayon::prelude::*;
 
+use super::attention::dot;
 use super::math::exp;
 use crate::features::Isa;
 use crate::kernels::FusedAttentionArgs;
@@ -21,20 +22,6 @@ pub const MAX_QUERIES: usize = 4;
 
 /// Keys whose visibility is decided at once.
 const KB: usize = 64;
-
-/// `a · b` over 16 independent lanes.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..16 {
-            acc[l] = x[l].mul_add(y[l], acc[l]);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
 
 /// Sequence `s`'s query rows, all heads, into `out` (those rows).
 #[inline(always)]
