@@ -307,30 +307,3 @@ fn an_index_filled_by_index_add_answers_text_to_image_and_image_to_text() {
     refused(&["run", "--index", &d.join("missing.json").to_string_lossy(), "--text", "x"], "reading index");
     std::fs::remove_dir_all(&d).ok();
 }
-
-#[test]
-fn bench_offline_reports_both_batching_modes_and_refuses_bad_mixes() {
-    let v = json(&omnifuse(&[
-        "bench",
-        "--queries",
-        "6",
-        "--batch",
-        "3",
-        "--rounds",
-        "1",
-        "--mix",
-        "text=1,image=1",
-        "--task",
-        "sentiment",
-        "--json",
-    ]));
-    assert_eq!(v["scenario"], "offline");
-    assert_eq!(v["queries"], 6);
-    for mode in ["off", "on"] {
-        assert!(v["batching"][mode]["samples_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
-        assert_eq!(v["batching"][mode]["failed"], 0);
-    }
-    assert!(v["gain"].as_f64().unwrap_or(0.0) > 0.0);
-    refused(&["bench", "--mix", "smell=1"], "unknown modality 'smell'");
-    refused(&["bench", "--scenario", "server"], "not implemented yet");
-}

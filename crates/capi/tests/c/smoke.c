@@ -180,10 +180,17 @@ static void on_done(omnifuse_job *job, omnifuse_status status, void *user_data) 
     }
 }
 
+/* A batch computes the same values as a lone request up to float summation order (a GEMM of
+ * more rows may take another kernel), so results are compared within 1e-4 absolute plus 1e-4
+ * relative; the lengths (tokens generated, inputs embedded) must match exactly. */
 static void compare_with_sync(const omnifuse_result *r, int which) {
     vec_t v = head_vectors(r);
-    if (v.len != expected[which].len || memcmp(v.data, expected[which].data, v.len * sizeof(float)) != 0)
-        atomic_fetch_add(&async_mismatches, 1);
+    int same = v.len == expected[which].len;
+    for (size_t i = 0; same && i < v.len; i++) {
+        float a = v.data[i], b = expected[which].data[i];
+        same = fabsf(a - b) <= 1e-4f + 1e-4f * fabsf(b);
+    }
+    if (!same) atomic_fetch_add(&async_mismatches, 1);
     free(v.data);
 }
 
@@ -446,7 +453,7 @@ int main(int argc, char **argv) {
     printf("ASYNC jobs %d callbacks %d mismatches %d\n", atomic_load(&async_done), atomic_load(&callbacks_called),
            atomic_load(&async_mismatches));
     CHECK(atomic_load(&async_done) == THREADS * jobs_per_thread, "every job ended");
-    CHECK(atomic_load(&async_mismatches) == 0, "asynchronous results equal the synchronous ones bit for bit");
+    CHECK(atomic_load(&async_mismatches) == 0, "asynchronous results equal the synchronous ones (within 1e-4)");
 
     check_errors();
     check_cancel();
