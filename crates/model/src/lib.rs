@@ -6,6 +6,7 @@
 
 pub mod bert;
 pub mod builder;
+pub mod calibrate;
 pub mod cache;
 pub mod config;
 pub mod encoders;
