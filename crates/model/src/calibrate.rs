@@ -7,9 +7,14 @@
 //! static per-tensor step is `threshold / 127`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use crate::config::HeadKind;
 use crate::error::{Error, Result};
+use crate::input::RawInput;
+use crate::model::Model;
+use crate::request::Parameters;
+use crate::weights::Weights;
 
 /// Bins of an activation histogram.
 pub const BINS: usize = 2048;
@@ -269,6 +274,45 @@ impl Method {
         let t = self.threshold(s);
         if t > 0.0 && t.is_finite() { t / 127.0 } else { 1.0 }
     }
+}
+
+/// Calibration statistics: per `Linear` weight, and the layer norms whose output has other
+/// users.
+pub type Stats = (BTreeMap<String, LayerStats>, BTreeSet<String>);
+
+/// Run the (FP32) `model` on every request of a calibration set, answering its classification
+/// and retrieval heads, and return what every `Linear` input looked like.
+pub fn collect(model: &mut Model, requests: &[Vec<RawInput>]) -> Result<Stats> {
+    if requests.is_empty() {
+        return Err(Error::Request("the calibration set is empty".into()));
+    }
+    let tasks: Vec<String> = model
+        .config()
+        .heads
+        .iter()
+        .filter(|h| !matches!(h.kind, HeadKind::Generation { .. }))
+        .map(|h| h.name.clone())
+        .collect();
+    let params = Parameters { tasks, ..Parameters::default() };
+    let observer = Arc::new(Observer::new());
+    model.set_observer(Some(observer.clone()));
+    let run: Result<()> = requests.iter().try_for_each(|r| model.run(r, &params).map(|_| ()));
+    model.set_observer(None);
+    run?;
+    observer.take()
+}
+
+/// Store a static input step chosen by `method` for every INT8 `Linear` weight that was
+/// recorded; returns how many.
+pub fn apply(weights: &mut Weights, layers: &BTreeMap<String, LayerStats>, method: Method) -> Result<usize> {
+    let mut n = 0;
+    for (name, s) in layers {
+        if weights.get(name).is_ok_and(|t| t.desc.dtype == omnifuse_core::DType::I8) {
+            weights.set_input_step(name, method.step(s))?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

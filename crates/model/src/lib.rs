@@ -21,6 +21,7 @@ pub mod output;
 pub mod precision;
 pub mod request;
 pub mod sentence;
+pub mod smooth;
 pub mod st_import;
 pub mod weights;
 
