@@ -6,8 +6,8 @@
 
 pub mod bert;
 pub mod builder;
-pub mod calibrate;
 pub mod cache;
+pub mod calibrate;
 pub mod config;
 pub mod encoders;
 pub mod error;

@@ -75,18 +75,19 @@ pub fn smooth(
                 *m = m.max(*v);
             }
         }
-        let s: Vec<f32> = x_max
-            .iter()
-            .zip(&w_max)
-            .map(|(&x, &w)| {
-                if x > 0.0 && w > 0.0 {
-                    (x.powf(alpha) / w.powf(1.0 - alpha)).clamp(1.0 / LIMIT, LIMIT)
-                } else {
-                    1.0
-                }
-            })
-            .filter(|v| v.is_finite())
-            .collect();
+        let s: Vec<f32> =
+            x_max
+                .iter()
+                .zip(&w_max)
+                .map(|(&x, &w)| {
+                    if x > 0.0 && w > 0.0 {
+                        (x.powf(alpha) / w.powf(1.0 - alpha)).clamp(1.0 / LIMIT, LIMIT)
+                    } else {
+                        1.0
+                    }
+                })
+                .filter(|v| v.is_finite())
+                .collect();
         if s.len() != channels {
             continue;
         }
