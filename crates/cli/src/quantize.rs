@@ -69,7 +69,11 @@ fn calibration_set(args: &Args, spec: &str) -> Result<Vec<Vec<omnifuse_model::in
         if args.calib_requests == 0 {
             return Err(Error::Request("--calib-requests must be at least 1".into()));
         }
-        return Ok(Dataset::builtin(args.calib_requests, args.calib_seed).items.into_iter().map(|i| i.inputs).collect());
+        return Ok(Dataset::builtin(args.calib_requests, args.calib_seed)
+            .items
+            .into_iter()
+            .map(|i| i.inputs)
+            .collect());
     }
     let dir = Path::new(spec);
     if !dir.is_dir() {
