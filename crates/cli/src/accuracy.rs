@@ -31,6 +31,10 @@ pub struct Args {
     /// Seed of the built-in dataset.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The FP32 model directory to compare with (default: --model/--preset itself in fp32);
+    /// needed when --model is a directory `omnifuse quantize` wrote.
+    #[arg(long)]
+    reference: Option<PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -103,7 +107,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None if args.requests == 0 => return Err(Error::Request("--requests must be at least 1".into())),
         None => Dataset::builtin(args.requests, args.seed),
     };
-    let reference = args.model.open_in(Some(Precision::Fp32))?;
+    let reference = match &args.reference {
+        Some(dir) => {
+            let backend = omnifuse_registry::open_with(
+                &args.model.backend,
+                omnifuse_registry::OpenOptions { threads: args.model.threads },
+            )?;
+            omnifuse_model::Model::load_in(dir, backend, Precision::Fp32)?
+        }
+        None => args.model.open_in(Some(Precision::Fp32)).map_err(|e| match (&args.model.model, e) {
+            (Some(dir), Error::Config(m)) => Error::Config(format!(
+                "{m}; to measure the INT8 directory {} give the fp32 model it was made from with --reference DIR",
+                dir.display()
+            )),
+            (_, e) => e,
+        })?,
+    };
     let target = args.model.open_in(Some(precision))?;
     let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(data.items.len() as u64) };
     bar.set_style(

@@ -141,3 +141,43 @@ fn check_table_ends_with_a_count() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("5 passed, 0 failed, 0 skipped"), "{}", stdout(&o));
 }
+
+#[test]
+fn quantize_calibrates_static_steps_and_refuses_what_needs_calibration() {
+    let dir = std::env::temp_dir().join(format!("omnifuse-cli-calib-{}", std::process::id()));
+    let out = dir.join("q");
+    let o = omnifuse(&["quantize", "--out", out.to_str().unwrap(), "--smooth", "0.5"]);
+    assert!(!o.status.success() && stderr(&o).contains("--calib builtin"), "{}", stderr(&o));
+    let o = omnifuse(&[
+        "quantize",
+        "--out",
+        out.to_str().unwrap(),
+        "--calib",
+        "builtin",
+        "--method",
+        "percentile",
+        "--percentile",
+        "0",
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("(0, 100]"), "{}", stderr(&o));
+    let o = omnifuse(&[
+        "quantize",
+        "--out",
+        out.to_str().unwrap(),
+        "--calib",
+        "builtin",
+        "--calib-requests",
+        "4",
+        "--method",
+        "entropy",
+        "--smooth",
+        "0.5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("static per-tensor steps (entropy)"), "{}", stdout(&o));
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("static-entropy") && config.contains("smooth"), "{config}");
+    let o = omnifuse(&["run", "--model", out.to_str().unwrap(), "--task", "retrieval", "--text", "a heron"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -11,8 +11,9 @@ use omnifuse_core::exec::{Session, SessionOptions};
 use omnifuse_core::op::{Activation, Epilogue, GemmSpec, QGemmSpec};
 use omnifuse_core::{Backend, DType, Graph, HostTensor, Op, Tensor, ValueId};
 
+use crate::calibrate::Observer;
 use crate::error::{Error, Result};
-use crate::weights::scale_name;
+use crate::weights::{input_scale_name, scale_name};
 
 /// What a graph input is bound to when the graph runs.
 enum Binding {
@@ -47,6 +48,14 @@ pub struct Builder<'w> {
     eps: f32,
     /// The model runs in f16 storage: float data inputs are stored as f16 too.
     half: bool,
+    /// Static per-tensor input steps of INT8 `Linear` weights, by weight name.
+    steps: Option<&'w HashMap<String, f32>>,
+    /// Records `Linear` inputs while calibrating (`None` in normal runs: no extra outputs).
+    observer: Option<&'w Observer>,
+    /// `Linear` inputs to record: weight name, value, the layer norm that produced it.
+    taps: Vec<(String, ValueId, Option<String>)>,
+    /// Layer-norm outputs of this graph, by value, with the norm's parameter prefix.
+    norms: HashMap<ValueId, String>,
 }
 
 impl<'w> Builder<'w> {
@@ -54,7 +63,31 @@ impl<'w> Builder<'w> {
     /// the weights are stored in f16, so are the float data inputs.
     pub fn new(weights: &'w HashMap<String, Tensor>, eps: f32) -> Self {
         let half = weights.values().any(|t| t.desc.dtype == DType::F16);
-        Builder { g: Graph::new(), bindings: Vec::new(), weights, bound: HashMap::new(), eps, half }
+        Builder {
+            g: Graph::new(),
+            bindings: Vec::new(),
+            weights,
+            bound: HashMap::new(),
+            eps,
+            half,
+            steps: None,
+            observer: None,
+            taps: Vec::new(),
+            norms: HashMap::new(),
+        }
+    }
+
+    /// Quantise the inputs of INT8 `Linear` layers found in `steps` with that static
+    /// per-tensor step instead of per token.
+    pub fn with_steps(mut self, steps: &'w HashMap<String, f32>) -> Self {
+        self.steps = Some(steps);
+        self
+    }
+
+    /// Record every `Linear` input into `observer` when the graph runs (calibration).
+    pub fn with_observer(mut self, observer: &'w Observer) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The weight called `name` (one graph input however often it is used).
@@ -129,12 +162,22 @@ impl<'w> Builder<'w> {
         let name = format!("{p}.weight");
         let w = self.w(&name)?;
         let quantised = self.weights.get(&name).is_some_and(|t| t.desc.dtype == DType::I8);
+        if self.observer.is_some() {
+            let norm = self.norms.get(&x).cloned();
+            self.taps.push((name.clone(), x, norm));
+        }
+        let step = if quantised { self.steps.and_then(|s| s.get(&name)).copied() } else { None };
         let mut inputs = vec![x, w];
         if quantised {
-            // INT8 weight: per-token dynamic quantisation of x inside the op, dequantised
-            // with x's and the weight's steps in the GEMM's epilogue.
+            // INT8 weight, dequantised with x's and the weight's steps in the GEMM's epilogue.
             inputs.push(self.w(&scale_name(&name))?);
         }
+        if let Some(step) = step {
+            // Static: x quantised with the calibrated per-tensor step (`a_scale` `[1]`).
+            inputs[0] = self.op(Op::Quantize { scale: step }, &[x])?;
+            inputs.push(self.w(&input_scale_name(&name))?);
+        }
+        // Otherwise (dynamic): x is quantised per token inside the op.
         if bias {
             inputs.push(self.w(&format!("{p}.bias"))?);
         }
@@ -156,7 +199,11 @@ impl<'w> Builder<'w> {
     /// Layer norm with `p.weight`, `p.bias`.
     pub fn layer_norm(&mut self, x: ValueId, p: &str) -> Result<ValueId> {
         let (g, b) = (self.w(&format!("{p}.weight"))?, self.w(&format!("{p}.bias"))?);
-        self.op(Op::LayerNorm { eps: self.eps }, &[x, g, b])
+        let y = self.op(Op::LayerNorm { eps: self.eps }, &[x, g, b])?;
+        if self.observer.is_some() {
+            self.norms.insert(y, p.to_string());
+        }
+        Ok(y)
     }
 
     /// Multi-head attention of `q [Tq, W]` over `k`, `v` `[Tk, W]` with `heads` heads and the
@@ -252,6 +299,7 @@ impl<'w> Builder<'w> {
         for o in outputs {
             self.g.output(*o)?;
         }
+        let taps = self.tap_outputs()?;
         let session = Session::new(backend.clone(), self.g, SessionOptions::default())?;
         let mut owned = Vec::new();
         for b in &self.bindings {
@@ -272,7 +320,37 @@ impl<'w> Builder<'w> {
                 }
             });
         }
-        Ok(session.run(&inputs)?)
+        let mut out = session.run(&inputs)?;
+        if let Some(observer) = self.observer {
+            let tapped = out.split_off(outputs.len());
+            for ((name, norm, channels), t) in taps.iter().zip(&tapped) {
+                observer.record(name, *channels, &to_f32(backend, t)?, norm.as_deref())?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// While calibrating: mark a copy of every recorded `Linear` input as an extra output
+    /// (after the asked ones), and tell the observer which layer norms' outputs are also read
+    /// by something other than a recorded `Linear` (those cannot absorb a smoothing factor).
+    fn tap_outputs(&mut self) -> Result<Vec<(String, Option<String>, usize)>> {
+        let Some(observer) = self.observer else { return Ok(Vec::new()) };
+        let uses = self.g.use_counts();
+        for (v, norm) in &self.norms {
+            let linear_reads = self.taps.iter().filter(|t| t.1 == *v).count();
+            if uses.get(v.0).copied().unwrap_or(0) != linear_reads {
+                observer.norm_shared(norm)?;
+            }
+        }
+        let mut taps = Vec::with_capacity(self.taps.len());
+        for (name, x, norm) in std::mem::take(&mut self.taps) {
+            let channels = self.dims(x)?.last().copied().unwrap_or(0);
+            // A copy, so a graph input or an already-marked output can be recorded too.
+            let copy = self.op(Op::Scale { factor: 1.0 }, &[x])?;
+            self.g.output(copy)?;
+            taps.push((name, norm, channels));
+        }
+        Ok(taps)
     }
 }
 

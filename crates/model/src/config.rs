@@ -45,17 +45,39 @@ pub struct Config {
 
 /// `[quant]`: which layers stay in higher precision when the model runs (or is saved) in
 /// INT8. Layer norms, softmax, embeddings, convolutions and residual sums always stay f32.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuantConfig {
     /// Weight-name prefixes kept in f32 (e.g. `"heads.caption.lm"`, `"image.patch"`).
     #[serde(default)]
     pub keep_fp32: Vec<String>,
+    /// How `Linear` inputs are quantised: `"dynamic"` (per token at run time, the default) or
+    /// `"static-minmax"`, `"static-percentile"`, `"static-entropy"` (one calibrated step per
+    /// layer, stored as `<weight>_input_scale`).
+    #[serde(default = "dynamic", skip_serializing_if = "is_dynamic")]
+    pub activations: String,
+    /// The SmoothQuant migration strength α the weights were smoothed with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smooth: Option<f32>,
+}
+
+fn dynamic() -> String {
+    "dynamic".into()
+}
+
+fn is_dynamic(s: &str) -> bool {
+    s == "dynamic"
+}
+
+impl Default for QuantConfig {
+    fn default() -> Self {
+        QuantConfig { keep_fp32: Vec::new(), activations: dynamic(), smooth: None }
+    }
 }
 
 impl QuantConfig {
     fn is_default(&self) -> bool {
-        self.keep_fp32.is_empty()
+        *self == QuantConfig::default()
     }
 }
 
@@ -380,6 +402,14 @@ impl Config {
             if v == 0 { Err(Error::Config(format!("{what} must be positive, got 0"))) } else { Ok(()) }
         };
         pos("model.width", d)?;
+        const ACTIVATIONS: [&str; 4] = ["dynamic", "static-minmax", "static-percentile", "static-entropy"];
+        if !ACTIVATIONS.contains(&self.quant.activations.as_str()) {
+            return bad(format!(
+                "quant.activations '{}': expected one of {}",
+                self.quant.activations,
+                ACTIVATIONS.join(", ")
+            ));
+        }
         if !(self.model.eps > 0.0 && self.model.eps.is_finite()) {
             return bad(format!("model.eps must be positive and finite, got {}", self.model.eps));
         }

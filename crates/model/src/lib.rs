@@ -7,6 +7,7 @@
 pub mod bert;
 pub mod builder;
 pub mod cache;
+pub mod calibrate;
 pub mod config;
 pub mod encoders;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod output;
 pub mod precision;
 pub mod request;
 pub mod sentence;
+pub mod smooth;
 pub mod st_import;
 pub mod weights;
 

@@ -13,6 +13,7 @@ use omnifuse_core::{Backend, Tensor};
 
 use crate::builder::{Builder, to_f32};
 use crate::cache::{CacheStats, FeatureCache, Key};
+use crate::calibrate::Observer;
 use crate::config::{Config, HeadConfig, HeadKind};
 use crate::encoders;
 use crate::error::{Error, Result};
@@ -42,6 +43,10 @@ pub struct Model {
     precision: Precision,
     /// Encoder outputs kept between requests, when enabled.
     cache: Option<FeatureCache>,
+    /// Static per-tensor input steps of INT8 `Linear` weights (empty: per-token dynamic).
+    steps: HashMap<String, f32>,
+    /// Records every `Linear` input while set (calibration).
+    observer: Option<Arc<Observer>>,
 }
 
 /// A request between layer 1 and layer 3.
@@ -74,7 +79,17 @@ impl Model {
         } else {
             Precision::Fp32
         };
-        Ok(Model { parameters: weights.parameters(), config, backend, weights: device, pre, precision, cache: None })
+        Ok(Model {
+            parameters: weights.parameters(),
+            config,
+            backend,
+            weights: device,
+            pre,
+            precision,
+            cache: None,
+            steps: weights.input_steps(),
+            observer: None,
+        })
     }
 
     /// A model in `precision`: INT8 quantises the f32 `Linear` weights per output channel
@@ -191,6 +206,27 @@ impl Model {
         }
         self.precision = Precision::Fp16;
         Ok(())
+    }
+
+    /// Record every `Linear` input of the encoders, the fusion transformer and the
+    /// classification and retrieval heads into `observer` from now on (`None`: stop). The
+    /// caption decoder's steps are not recorded.
+    pub fn set_observer(&mut self, observer: Option<Arc<Observer>>) {
+        self.observer = observer;
+    }
+
+    /// How many `Linear` layers quantise their input with a static calibrated step.
+    pub fn static_layers(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// A graph builder over this model's weights, with its static steps and observer.
+    fn builder(&self) -> Builder<'_> {
+        let b = Builder::new(&self.weights, self.config.model.eps).with_steps(&self.steps);
+        match &self.observer {
+            Some(o) => b.with_observer(o),
+            None => b,
+        }
     }
 
     /// The precision the model runs in.
@@ -497,7 +533,7 @@ impl Model {
 
     /// Layer 2 for a batch of requests: each request's fused rows `[T_r, D]` on the device.
     fn fuse_requests(&self, groups: &[&[Encoded]]) -> Result<Vec<Tensor>> {
-        let mut b = Builder::new(&self.weights, self.config.model.eps);
+        let mut b = self.builder();
         let z = fusion::fuse(&mut b, &self.config, groups)?;
         if groups.len() == 1 {
             return b.run(&self.backend, &[z]);
@@ -554,7 +590,7 @@ impl Model {
     /// encoder together, packed (see [`encoders`]); one token block per input, in order.
     pub fn encode_many(&self, inputs: &[&Prepared]) -> Result<Vec<Encoded>> {
         let cfg = &self.config;
-        let mut b = Builder::new(&self.weights, cfg.model.eps);
+        let mut b = self.builder();
         let mut blocks: Vec<(usize, ValueId, usize, usize)> = Vec::with_capacity(inputs.len());
         for m in Modality::ALL {
             let idx: Vec<usize> = (0..inputs.len()).filter(|&i| inputs[i].modality() == m).collect();
@@ -608,7 +644,7 @@ impl Model {
     }
 
     fn head(&self, h: &HeadConfig, z: &Tensor, spans: &[(usize, usize)], params: &Parameters) -> Result<HeadResult> {
-        let mut b = Builder::new(&self.weights, self.config.model.eps);
+        let mut b = self.builder();
         let zv = b.device(z.clone());
         match &h.kind {
             HeadKind::Classification { labels, pool } => {

@@ -16,7 +16,8 @@ pub enum Precision {
     /// per-modality-pair attention bias stays f32, as the attention op defines it).
     Fp16,
     /// INT8 weights (symmetric per output channel) and activations (symmetric per token,
-    /// quantised on the fly), i32 accumulation, dequantised in the GEMM's epilogue; layer
+    /// quantised on the fly, or per tensor with calibrated static steps when the model
+    /// directory holds them), i32 accumulation, dequantised in the GEMM's epilogue; layer
     /// norms, softmax, attention, embeddings and residual sums stay f32.
     Int8,
 }

@@ -2,7 +2,7 @@
 //! initialised), seeded generation for the built-in presets, and `model.safetensors` loading
 //! (memory-mapped, every tensor checked against the list) and saving.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use omnifuse_core::quant::quantize_matrix;
@@ -223,6 +223,24 @@ impl Weights {
                 let (q, steps) = read_quantised(&st, w)?;
                 tensors.insert(w.name.clone(), q);
                 tensors.insert(scale_name(&w.name), steps);
+                let input = input_scale_name(&w.name);
+                if w.linear
+                    && let Ok(v) = st.tensor(&input)
+                {
+                    if v.dtype() != StDtype::F32 || v.shape() != [1] {
+                        return Err(Error::Weights(format!(
+                            "tensor '{input}' is {:?} {:?}, expected F32 [1]",
+                            v.dtype(),
+                            v.shape()
+                        )));
+                    }
+                    let t = HostTensor::from_bytes(TensorDesc::new([1], DType::F32), v.data().to_vec())?;
+                    let step = t.to_f32()[0];
+                    if !(step > 0.0 && step.is_finite()) {
+                        return Err(Error::Weights(format!("tensor '{input}' is {step}, expected a positive step")));
+                    }
+                    tensors.insert(input, t);
+                }
                 continue;
             }
             if view.dtype() != StDtype::F32 {
@@ -311,6 +329,41 @@ impl Weights {
         Ok(count)
     }
 
+    /// The static input steps of quantised `Linear` weights, by weight name.
+    pub fn input_steps(&self) -> HashMap<String, f32> {
+        self.tensors
+            .iter()
+            .filter_map(|(n, t)| Some((n.strip_suffix(INPUT_SCALE_SUFFIX)?.to_string(), *t.to_f32().first()?)))
+            .collect()
+    }
+
+    /// Store a static input step for the quantised `Linear` weight `name`.
+    pub fn set_input_step(&mut self, name: &str, step: f32) -> Result<()> {
+        match self.tensors.get(name) {
+            Some(t) if t.desc.dtype == DType::I8 => {}
+            Some(_) => return Err(Error::Weights(format!("'{name}' is not INT8: it has no input step"))),
+            None => return Err(Error::Weights(format!("tensor '{name}' is not in the model"))),
+        }
+        if !(step > 0.0 && step.is_finite()) {
+            return Err(Error::Weights(format!("input step {step} of '{name}': expected a positive finite step")));
+        }
+        self.tensors.insert(input_scale_name(name), HostTensor::from_slice([1], &[step])?);
+        Ok(())
+    }
+
+    /// Rewrite the f32 values of tensor `name` with `f` (given its shape), keeping its shape.
+    pub fn map_f32(&mut self, name: &str, f: impl FnOnce(&[usize], &mut [f32])) -> Result<()> {
+        let t = self.tensors.get_mut(name).ok_or_else(|| Error::Weights(format!("tensor '{name}' is missing")))?;
+        if t.desc.dtype != DType::F32 {
+            return Err(Error::Weights(format!("tensor '{name}' is {}, expected f32", t.desc.dtype)));
+        }
+        let dims = t.desc.shape.dims().to_vec();
+        let mut v = t.to_f32();
+        f(&dims, &mut v);
+        *t = HostTensor::from_slice(dims.as_slice(), &v)?;
+        Ok(())
+    }
+
     /// The tensors as a model computes with them: `Linear` weights as stored (f32, or INT8
     /// with their steps), every other INT8 tensor widened back to f32 (`q · step` per row)
     /// and its steps dropped.
@@ -340,6 +393,14 @@ impl Weights {
 
 /// Suffix of a quantised weight's per-channel steps.
 pub const SCALE_SUFFIX: &str = "_scale";
+
+/// Suffix of the static per-tensor input step of a quantised `Linear` weight.
+pub const INPUT_SCALE_SUFFIX: &str = "_input_scale";
+
+/// The name of the static input step (f32 `[1]`) of quantised `Linear` weight `name`.
+pub fn input_scale_name(name: &str) -> String {
+    format!("{name}{INPUT_SCALE_SUFFIX}")
+}
 
 /// The name of the steps of quantised weight `name`.
 pub fn scale_name(name: &str) -> String {
