@@ -92,7 +92,6 @@ pub fn generate_batch(
     shape: DecoderShape,
     requests: &[(&Tensor, Sampling)],
 ) -> Result<Vec<Generated>> {
-    let d = shape.width;
     for (_, s) in requests {
         shape.check(s)?;
     }
@@ -130,7 +129,10 @@ pub fn generate_batch(
         }
         if keep.len() < live.len() {
             memory = memory.retain(backend, weights, shape.eps, &keep)?;
-            cache = retain_rows(backend, weights, shape.eps, &cache, &keep, (step + 1) * d)?;
+            // Each cache tensor holds `step + 1` rows per live request, request by request.
+            let steps = step + 1;
+            let rows: Vec<i32> = keep.iter().flat_map(|&r| r * steps..(r + 1) * steps).map(|x| x as i32).collect();
+            cache = gather_rows(backend, weights, shape.eps, &cache, &rows)?;
             live = keep.iter().map(|&r| live[r]).collect();
         }
     }
@@ -215,33 +217,6 @@ fn gather_rows(
         let g = b.op(Op::Embedding, &[table, ids])?;
         let mut out_dims = dims.clone();
         out_dims[0] = rows.len();
-        outs.push(b.reshape(g, &out_dims)?);
-    }
-    b.run(backend, &outs)
-}
-
-/// Keep the cache rows of the requests at positions `keep`: each cache tensor is
-/// `[live · steps, H, Dh]`, one request's `steps` rows after another (`row_width` = steps · D).
-fn retain_rows(
-    backend: &Arc<dyn Backend>,
-    weights: &HashMap<String, Tensor>,
-    eps: f32,
-    cache: &[Tensor],
-    keep: &[usize],
-    row_width: usize,
-) -> Result<Vec<Tensor>> {
-    let rows: Vec<i32> = keep.iter().map(|&r| r as i32).collect();
-    let mut b = Builder::new(weights, eps);
-    let mut outs = Vec::with_capacity(cache.len());
-    for t in cache {
-        let dims = t.desc.shape.dims().to_vec();
-        let live = dims.iter().product::<usize>() / row_width.max(1);
-        let v = b.device(t.clone());
-        let table = b.reshape(v, &[live, row_width])?;
-        let ids = b.ids(&rows)?;
-        let g = b.op(Op::Embedding, &[table, ids])?;
-        let mut out_dims = dims.clone();
-        out_dims[0] = dims[0] / live.max(1) * keep.len();
         outs.push(b.reshape(g, &out_dims)?);
     }
     b.run(backend, &outs)

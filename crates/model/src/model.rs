@@ -497,7 +497,11 @@ impl Model {
                         results[j.0][j.1] = Some(e);
                     }
                 }
-                Err(_) if ok.len() > 1 => failed = true,
+                Err(_) if ok.len() > 1 => {
+                    // The rest of the pass is redone request by request below.
+                    failed = true;
+                    break;
+                }
                 Err(e) => {
                     staged[ok[0]] = Err(e);
                     return;
