@@ -33,7 +33,7 @@ pub fn summary() -> String {
     };
     let rtc = match crate::nvrtc::get() {
         Ok(n) => format!("NVRTC {}.{} ({})", n.version().0, n.version().1, n.path()),
-        Err(e) => e,
+        Err(_) => "no NVRTC library found (set OMNIFUSE_NVRTC to libnvrtc's path)".to_string(),
     };
     format!("CUDA: {drv}; {rtc}")
 }

@@ -227,3 +227,16 @@ impl Nvrtc {
         Ok(buf)
     }
 }
+
+/// The `ptxas` the compile gate assembles with: `$OMNIFUSE_PTXAS`, the wheel's, else the one
+/// on `PATH`; `None` when there is none.
+pub fn ptxas() -> Option<PathBuf> {
+    if let Some(v) = std::env::var_os("OMNIFUSE_PTXAS").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(v));
+    }
+    let wheel = wheel_dir().join("cuda_nvcc/bin/ptxas");
+    if wheel.is_file() {
+        return Some(wheel);
+    }
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join("ptxas")).find(|p| p.is_file())
+}
