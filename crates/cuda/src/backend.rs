@@ -123,7 +123,13 @@ impl CudaBackend {
         })
     }
 
-    fn bind(&self) -> Result<()> {
+    /// The stream handle, for peers (cuBLAS) that must run on the same stream.
+    pub(crate) fn stream(&self) -> sys::CUstream {
+        self.h.stream
+    }
+
+    /// Make this device's context current on the calling thread.
+    pub(crate) fn bind(&self) -> Result<()> {
         // SAFETY: the primary context is retained for the process's life.
         unsafe { result::ctx::set_current(self.ctx.0) }.map_err(drv(&self.name, "cuCtxSetCurrent"))
     }

@@ -12,6 +12,7 @@
 //! [`gate`] compiles every module variant to PTX without a GPU: the CI compile gate.
 
 pub mod backend;
+pub mod bench;
 pub mod device;
 pub mod gate;
 pub mod kernel;

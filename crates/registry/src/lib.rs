@@ -206,6 +206,54 @@ pub fn cuda_compile_gate(
     Ok(all.iter().map(conv).collect())
 }
 
+/// A GEMM timed on a GPU next to the vendor library, in the same process and stream.
+#[derive(Clone, Debug)]
+pub struct DeviceGemmBench {
+    /// The device and its name.
+    pub device: DeviceInfo,
+    /// Our median launch time (ms, device events).
+    pub ours_ms: f64,
+    /// The peer's median (ms), or why it did not run.
+    pub peer_ms: std::result::Result<f64, String>,
+    /// The peer's name.
+    pub peer_name: String,
+    /// max |ours − peer| / max |peer|, when the peer ran.
+    pub max_rel_diff: Option<f64>,
+    /// Timed launches per side.
+    pub reps: usize,
+}
+
+/// Time the `dtype` GEMM (`f16` or `i8`, B `[N, K]`) of the GPU `name` at `m × n × k` next to
+/// cuBLAS. `None` when `name` is not a device with such a peer (CPU and OpenCL devices use
+/// the CPU peers of `omnifuse kernels`).
+#[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+pub fn device_gemm_bench(
+    name: &str,
+    dtype: omnifuse_core::DType,
+    m: usize,
+    n: usize,
+    k: usize,
+    reps: usize,
+) -> Option<Result<DeviceGemmBench>> {
+    #[cfg(feature = "cuda")]
+    if name.split(':').next() == Some("cuda") {
+        let run = || {
+            let be = omnifuse_cuda::CudaBackend::open(name)?;
+            let r = omnifuse_cuda::bench::gemm(&be, dtype, m, n, k, reps)?;
+            Ok(DeviceGemmBench {
+                device: be.info(),
+                ours_ms: r.ours.median_ms,
+                peer_ms: r.peer.map(|t| t.median_ms),
+                peer_name: r.peer_name,
+                max_rel_diff: r.max_rel_diff,
+                reps,
+            })
+        };
+        return Some(run());
+    }
+    None
+}
+
 /// The `ptxas` the CUDA compile gate assembles with (`$OMNIFUSE_PTXAS`, the CI wheel's, or
 /// `PATH`'s), if any.
 #[cfg(feature = "cuda")]
