@@ -16,7 +16,7 @@
 //                   m16n8 pair is the A layout of one m16k16), V B-fragments by ldmatrix.trans.
 // A row whose running max is still −inf uses 0 as its reference, so p = corr = 0 and no NaN
 // appears; at the end l = 0 → the row writes zeros. The output goes back through the warp's own
-// rows of the Q staging area and leaves in 16-byte stores.
+// rows of the (then idle) stage buffers and leaves in 16-byte stores.
 // Masks (runtime, CTA-uniform): 0 full, 1 intra, 2 cross (+ own position), 3 allowed-pair
 // matrix, 4 causal bottom-right aligned. Per-element masking runs only on tiles that need it
 // (modality masks, bias, the sequence's last partial tile, causal tiles straddling the
@@ -27,7 +27,8 @@
 // Launch shape: grid (ceil(max_seqlen_q / BM), heads, batch), block 32·NWARPS; CTAs whose tile
 // starts past their sequence's length exit at once. Decode (a few queries against a long cache)
 // runs this same kernel: one CTA per (sequence, head), the warps without rows idle.
-// Dynamic shared memory: (BM + 4·BN)·(HEAD_DIM + 8)·2 + 2·BN bytes.
+// Dynamic shared memory: 4·BN·(HEAD_DIM + 8)·2 + 2·BN bytes (two K/V stages; Q and the output
+// are staged in them, so BM ≤ 2·BN).
 // Defines: HEAD_DIM ∈ {32, 64, 80, 128} (a multiple of 16), BM (64 or 128), BN (keys per tile,
 // a multiple of 16).
 // Limits: pointers 16-byte aligned (checked by the host), token offsets and heads fit in int,
@@ -54,6 +55,9 @@
 
 #if HEAD_DIM % 16 != 0 || BN % 16 != 0 || BM % 16 != 0
 #error "HEAD_DIM, BN and BM must be multiples of 16"
+#endif
+#if BM > 2 * BN
+#error "the Q tile is staged in one K/V stage: BM <= 2 * BN"
 #endif
 
 #define MASK_FULL 0
@@ -128,10 +132,11 @@ extern "C" __global__ void __launch_bounds__(NTHREADS) attention_tc_flash_f16(
     of_f16* __restrict__ o, int heads, int kv_heads, int nm, int mask, int has_bias, int use_mod, float scale) {
 #if defined(OF_CUDA) && __CUDA_ARCH__ >= 800
     extern __shared__ __align__(16) unsigned char att_shared[];
-    of_f16* sQ = (of_f16*)att_shared;
-    of_f16* sK = sQ + BM * DP;       // [2][BN][DP]
-    of_f16* sV = sK + 2 * BN * DP;   // [2][BN][DP]
-    of_i8* sMod = (of_i8*)(sV + 2 * BN * DP); // [2][BN]
+    // Two stage buffers, each K rows [BN][DP] then V rows [BN][DP]; the Q tile is staged in
+    // stage 1 (free until the first prefetch) and the output in stages 0–1 after the loop.
+    of_f16* sKV = (of_f16*)att_shared;
+    of_f16* sQ = sKV + 2 * BN * DP;
+    of_i8* sMod = (of_i8*)(sKV + 4 * BN * DP); // [2][BN]
 
     const int seq = blockIdx.z;
     const int h = blockIdx.y;
@@ -175,8 +180,8 @@ extern "C" __global__ void __launch_bounds__(NTHREADS) attention_tc_flash_f16(
     att_commit();
 
     auto load_kv = [&](int j0, int buf) {
-        of_f16* dk = sK + buf * BN * DP;
-        of_f16* dv = sV + buf * BN * DP;
+        of_f16* dk = sKV + buf * 2 * BN * DP;
+        of_f16* dv = dk + BN * DP;
         for (int e = tid; e < BN * CHUNKS; e += NTHREADS) {
             const int r = e / CHUNKS, c = e % CHUNKS;
             const bool ok = j0 + r < lk;
@@ -229,6 +234,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS) attention_tc_flash_f16(
             att_ldsm4(att_smem(base + ks * 16), qf[ks][0], qf[ks][1], qf[ks][2], qf[ks][3]);
         }
     }
+    __syncthreads(); // every warp holds its Q fragments: stage 1 may be refilled
 
     for (int it = 0; it < ntiles; it++) {
         const int j0 = it * BN;
@@ -246,8 +252,8 @@ extern "C" __global__ void __launch_bounds__(NTHREADS) attention_tc_flash_f16(
         __syncthreads();
 
         if (warp_live && j0 < wkend) {
-            const of_f16* cK = sK + buf * BN * DP;
-            const of_f16* cV = sV + buf * BN * DP;
+            const of_f16* cK = sKV + buf * 2 * BN * DP;
+            const of_f16* cV = cK + BN * DP;
             const of_i8* cMod = sMod + buf * BN;
 
             // S = Q·Kᵀ
@@ -382,7 +388,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS) attention_tc_flash_f16(
     lrow1 += __shfl_xor_sync(0xffffffffu, lrow1, 2);
     const float inv0 = lrow0 > 0.0f ? 1.0f / lrow0 : 0.0f;
     const float inv1 = lrow1 > 0.0f ? 1.0f / lrow1 : 0.0f;
-    of_f16* so = sQ + warp * 16 * DP;
+    of_f16* so = sKV + warp * 16 * DP; // the loop's last barrier freed both stages
 #pragma unroll
     for (int d = 0; d < DTILES; d++) {
         *(unsigned*)(so + g * DP + d * 8 + 2 * t) = att_pack(acc[d][0] * inv0, acc[d][1] * inv0);
