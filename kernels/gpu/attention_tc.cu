@@ -3,9 +3,12 @@
 // storage, f32 softmax state. Semantics: crates/core/src/attention.rs (packed varlen batches,
 // modality masks, per-(head, query modality, key modality) bias, GQA, bottom-right causal).
 //
-// Algorithm. One CTA owns BM = 16·NWARPS query rows of one (sequence, head); warp w owns rows
-// 16w..16w+15 of the tile. The Q tile is staged in shared memory with cp.async and kept in
-// registers as mma A fragments (ldmatrix). The CTA walks its sequence's keys in tiles of BN rows;
+// Algorithm. One CTA owns BM = 16·NWARPS rows of one (sequence, kv head): with gp = heads /
+// kv_heads query heads per kv head (grouped-query attention), packed row r is query r / gp of
+// query head kv_head·gp + r % gp, so the gp heads sharing K/V share its loads and a decode step
+// (one query) fills gp rows. Warp w owns packed rows 16w..16w+15 of the tile. The Q tile is
+// staged in shared memory with cp.async and kept in registers as mma A fragments (ldmatrix).
+// The CTA walks its sequence's keys in tiles of BN rows;
 // K and V tiles (plus the keys' modality ids) are double-buffered: tile t+1 is in flight
 // (cp.async, zero-filled past the sequence end) while tile t is consumed. Per tile each warp
 //   S = Q·Kᵀ        mma.sync m16n8k16 f16→f32, K B-fragments by ldmatrix (non-transposed),
@@ -21,17 +24,18 @@
 // matrix, 4 causal bottom-right aligned. Per-element masking runs only on tiles that need it
 // (modality masks, bias, the sequence's last partial tile, causal tiles straddling the
 // diagonal); causal key tiles past a warp's last visible key are skipped by that warp and tiles
-// past the CTA's last row's visible key are never loaded. GQA: query head h reads kv head
-// h / (heads / kv_heads).
+// past the CTA's last row's visible key are never loaded.
 //
-// Launch shape: grid (ceil(max_seqlen_q / BM), heads, batch), block 32·NWARPS; CTAs whose tile
-// starts past their sequence's length exit at once. Decode (a few queries against a long cache)
-// runs this same kernel: one CTA per (sequence, head), the warps without rows idle.
+// Launch shape: grid (ceil(max_seqlen_q·gp / BM), kv_heads, batch), block 32·NWARPS; CTAs whose
+// tile starts past their sequence's packed rows exit at once. Decode (a few queries against a
+// long cache) runs this same kernel: one CTA per (sequence, kv head) covering its gp query heads,
+// warps without rows idle; there is no split over keys (one CTA walks the whole cache).
 // Dynamic shared memory: 4·BN·(HEAD_DIM + 8)·2 + 2·BN bytes (two K/V stages; Q and the output
 // are staged in them, so BM ≤ 2·BN).
 // Defines: HEAD_DIM ∈ {32, 64, 80, 128} (a multiple of 16), BM (64 or 128), BN (keys per tile,
 // a multiple of 16).
-// Limits: pointers 16-byte aligned (checked by the host), token offsets and heads fit in int,
+// Limits: pointers 16-byte aligned (checked by the host), token offsets, heads and
+// max_seqlen_q·gp fit in int (checked by the host),
 // row offsets are computed in 64 bits. Needs sm_80+ (mma.sync f16, ldmatrix, cp.async); other
 // targets (HIP, older archs) trap — the host never launches it there.
 
@@ -139,18 +143,23 @@ extern "C" __global__ void __launch_bounds__(NTHREADS) attention_tc_flash_f16(
     of_i8* sMod = (of_i8*)(sKV + 4 * BN * DP); // [2][BN]
 
     const int seq = blockIdx.z;
-    const int h = blockIdx.y;
+    // GQA packing: the CTA serves kv head blockIdx.y and all `gp` query heads reading it; packed
+    // row r is query r / gp of head h0 + r % gp (adjacent in memory), so K/V are loaded once per
+    // group and a decode step (one query) still fills gp rows of the tile.
+    const int gp = heads / kv_heads;
+    const int kvh = blockIdx.y;
+    const int h0 = kvh * gp;
     // Highest tiles first: under causal masks they carry the most keys.
     const int qs = (gridDim.x - 1 - blockIdx.x) * BM;
     const int q0 = cu_q[seq];
     const int lq = cu_q[seq + 1] - q0;
-    if (qs >= lq) {
+    const int rows = lq * gp; // packed rows
+    if (qs >= rows) {
         return;
     }
     const int k0 = cu_k[seq];
     const int lk = cu_k[seq + 1] - k0;
     const int diag = lk - lq;
-    const int kvh = h / (heads / kv_heads);
     const int tid = threadIdx.x;
     const int lane = tid & 31;
     const int warp = tid >> 5;
@@ -160,21 +169,23 @@ extern "C" __global__ void __launch_bounds__(NTHREADS) attention_tc_flash_f16(
     // Keys the CTA needs: under causal, up to its last row's diagonal.
     int kend = lk;
     if (mask == MASK_CAUSAL) {
-        kend = min(max(min(qs + BM, lq) - 1 + diag + 1, 0), lk);
+        kend = min(max((min(qs + BM, rows) - 1) / gp + diag + 1, 0), lk);
     }
     const int ntiles = (kend + BN - 1) / BN;
 
     const long long q_row_stride = (long long)heads * HEAD_DIM;
     const long long kv_row_stride = (long long)kv_heads * HEAD_DIM;
-    const of_f16* qbase = q + ((long long)q0 * heads + h) * HEAD_DIM;
+    // Packed row r sits (r / gp)·heads·HEAD_DIM + (r % gp)·HEAD_DIM after the group's first.
+    const of_f16* qbase = q + ((long long)q0 * heads + h0) * HEAD_DIM;
+    auto packed_off = [&](int r) -> long long { return (long long)(r / gp) * q_row_stride + (r % gp) * HEAD_DIM; };
     const of_f16* kbase = k + ((long long)k0 * kv_heads + kvh) * HEAD_DIM;
     const of_f16* vbase = v + ((long long)k0 * kv_heads + kvh) * HEAD_DIM;
 
     // Q tile → shared (rows past the sequence zero-filled): its own commit group.
     for (int e = tid; e < BM * CHUNKS; e += NTHREADS) {
         const int r = e / CHUNKS, c = e % CHUNKS;
-        const bool ok = qs + r < lq;
-        const of_f16* src = ok ? qbase + (long long)(qs + r) * q_row_stride + c * 8 : q;
+        const bool ok = qs + r < rows;
+        const of_f16* src = ok ? qbase + packed_off(qs + r) + c * 8 : q;
         att_cp16(att_smem(sQ + r * DP + c * 8), src, ok ? 16 : 0);
     }
     att_commit();
@@ -199,20 +210,21 @@ extern "C" __global__ void __launch_bounds__(NTHREADS) attention_tc_flash_f16(
     att_commit();
 
     // This thread's two rows (tile rows warp·16 + g and + 8).
-    const int wrow = qs + warp * 16; // first sequence row of the warp
-    const int i0 = wrow + g, i1 = wrow + g + 8;
-    const bool warp_live = wrow < lq;
+    const int wrow = qs + warp * 16; // first packed row of the warp
+    const int i0 = (wrow + g) / gp, i1 = (wrow + g + 8) / gp; // their queries in the sequence
+    const int hr0 = h0 + (wrow + g) % gp, hr1 = h0 + (wrow + g + 8) % gp; // and heads
+    const bool warp_live = wrow < rows;
     int mq0 = 0, mq1 = 0;
     if (use_mod) {
         if (i0 < lq) mq0 = mod_q[q0 + i0];
         if (i1 < lq) mq1 = mod_q[q0 + i1];
     }
-    const float* brow0 = has_bias ? bias + ((long long)h * nm + mq0) * nm : bias;
-    const float* brow1 = has_bias ? bias + ((long long)h * nm + mq1) * nm : bias;
+    const float* brow0 = has_bias ? bias + ((long long)hr0 * nm + mq0) * nm : bias;
+    const float* brow1 = has_bias ? bias + ((long long)hr1 * nm + mq1) * nm : bias;
     // Keys this warp can see at all (causal): up to its last row's diagonal.
     int wkend = kend;
     if (mask == MASK_CAUSAL) {
-        wkend = min(max(min(wrow + 16, lq) - 1 + diag + 1, 0), lk);
+        wkend = min(max((min(wrow + 16, rows) - 1) / gp + diag + 1, 0), lk);
     }
 
     float acc[DTILES][4];
@@ -278,7 +290,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS) attention_tc_flash_f16(
 
             // Scale, bias, mask.
             const bool need_mask = mask == MASK_INTRA || mask == MASK_CROSS || mask == MASK_PAIRS || has_bias ||
-                                   j0 + BN > lk || (mask == MASK_CAUSAL && j0 + BN - 1 > wrow + diag);
+                                   j0 + BN > lk || (mask == MASK_CAUSAL && j0 + BN - 1 > wrow / gp + diag);
             if (!need_mask) {
 #pragma unroll
                 for (int n = 0; n < NTILES; n++) {
@@ -395,11 +407,11 @@ extern "C" __global__ void __launch_bounds__(NTHREADS) attention_tc_flash_f16(
         *(unsigned*)(so + (g + 8) * DP + d * 8 + 2 * t) = att_pack(acc[d][2] * inv1, acc[d][3] * inv1);
     }
     __syncwarp();
-    of_f16* obase = o + ((long long)q0 * heads + h) * HEAD_DIM;
+    of_f16* obase = o + ((long long)q0 * heads + h0) * HEAD_DIM;
     for (int e = lane; e < 16 * CHUNKS; e += 32) {
         const int r = e / CHUNKS, c = e % CHUNKS;
-        if (wrow + r < lq) {
-            *(uint4*)(obase + (long long)(wrow + r) * q_row_stride + c * 8) = *(const uint4*)(so + r * DP + c * 8);
+        if (wrow + r < rows) {
+            *(uint4*)(obase + packed_off(wrow + r) + c * 8) = *(const uint4*)(so + r * DP + c * 8);
         }
     }
 #else

@@ -20,7 +20,7 @@ const TILES_M: [usize; 2] = [64, 128];
 const BN: usize = 64;
 /// CTAs at BM = 128 from which the larger tile is taken (about two waves on a large GPU).
 const BIG_TILE_CTAS: usize = 256;
-/// The grid's y and z limits (heads and sequences).
+/// The grid's y and z limits (kv heads and sequences).
 const GRID_YZ_MAX: usize = 65535;
 
 fn variant(head_dim: usize, bm: usize) -> Variant {
@@ -49,7 +49,7 @@ pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor
     if inputs[0].desc.dtype != DType::F16
         || be.arch() < 80
         || !HEAD_DIMS.contains(&head_dim)
-        || spec.heads > GRID_YZ_MAX
+        || spec.kv_heads > GRID_YZ_MAX
         || inputs[3].desc.shape.dims()[0].saturating_sub(1) > GRID_YZ_MAX
     {
         return Ok(false);
@@ -80,7 +80,14 @@ pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor
     if batch == 0 || max_lq == 0 {
         return Ok(true); // no query rows: nothing to write
     }
-    let big = max_lq.div_ceil(128) * spec.heads * batch >= BIG_TILE_CTAS;
+    // Grouped-query packing: a CTA serves one kv head and its `group` query heads, so a
+    // sequence has max_lq·group rows to tile.
+    let group = spec.heads / spec.kv_heads;
+    // (the kernel indexes rows in int, up to one tile past the last)
+    let Some(rows) = max_lq.checked_mul(group).filter(|&r| r <= i32::MAX as usize - 256) else {
+        return Ok(false);
+    };
+    let big = rows.div_ceil(128) * spec.kv_heads * batch >= BIG_TILE_CTAS;
     let bm = if big { TILES_M[1] } else { TILES_M[0] };
 
     let mut extra = inputs[7..].iter();
@@ -96,12 +103,11 @@ pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor
     let use_mod = matches!(spec.mask, MaskMode::Intra | MaskMode::Cross | MaskMode::Pairs) || bias.is_some();
     let scale = spec.scale.unwrap_or(1.0 / (head_dim as f32).sqrt());
 
-    let grid_x = u32::try_from(max_lq.div_ceil(bm))
-        .map_err(|_| Error::invalid("fused_attention: too many query rows in one sequence"))?;
+    let grid_x = rows.div_ceil(bm) as u32; // rows < 2³¹
     let kernel = Kernel {
         variant: variant(head_dim, bm),
         symbol: "attention_tc_flash_f16".into(),
-        grid: [grid_x, spec.heads as u32, batch as u32],
+        grid: [grid_x, spec.kv_heads as u32, batch as u32],
         block: [(bm / 16 * 32) as u32, 1, 1],
         shared_bytes: shared_bytes(head_dim) as u32,
     };
