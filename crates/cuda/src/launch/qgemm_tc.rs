@@ -1,6 +1,7 @@
 //! The INT8 tensor-core path (`kernels/gpu/qgemm_tc.cu`) on sm_80+: `Op::QGemm` with the
 //! dequantising epilogue fused (f32 output, or requantised i8), float `A` quantised per row
-//! first by `qgemm_quantize_*` into scratch buffers of this launch; and the plain
+//! first by `qgemm_quantize_*` into scratch buffers of this launch (freed after a stream
+//! synchronisation, so that launch waits for its GEMM); and the plain
 //! i8 × i8 → i32 `Op::Gemm` when `B` is transposed (`[N, K]`), for [`super::gemm_tc`].
 //!
 //! Declined (`Ok(false)`, the general path runs it): an arch below sm_80, K % 16 ≠ 0 (rows
@@ -188,9 +189,9 @@ pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor
         return Ok(false);
     }
     let mode = if spec.requant.is_some() { OutMode::I8 } else { OutMode::F32 };
-    // Scratch for float A; the buffers are dropped (freed) after the launches are enqueued,
-    // and cuMemFree waits for the work that uses them.
-    let _scratch;
+    // Scratch for float A, freed when this function returns; cuMemFree only "may" wait for
+    // the work still using a buffer, so the stream is synchronised first (see the end).
+    let mut scratch = None;
     let (a, a_scale, a_scale_rows) = match quantize {
         None => {
             let s = inputs[3];
@@ -200,7 +201,7 @@ pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor
             let q = be.empty(&TensorDesc::new([rows, d.k], DType::I8))?;
             let sc = be.empty(&TensorDesc::new([rows], DType::F32))?;
             let (qp, sp) = (be.ptr(&q)?, be.ptr(&sc)?);
-            _scratch = (q, sc);
+            scratch = Some((q, sc));
             let kernel = Kernel {
                 variant: variant(mode, tile),
                 symbol: symbol.into(),
@@ -230,7 +231,18 @@ pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor
         scale: ep.scale,
         act: act_code(ep.activation),
     };
-    enqueue(be, mode, tile, grid, &l)?;
+    let launched = enqueue(be, mode, tile, grid, &l);
+    if let Some(buffers) = scratch {
+        // The quantised A must outlive the kernels that use it (also when the GEMM launch
+        // failed after the quantisation was enqueued): a stream-ordered workspace of the
+        // backend would spare this wait.
+        let waited = be.synchronize();
+        drop(buffers);
+        launched?;
+        waited?;
+    } else {
+        launched?;
+    }
     Ok(true)
 }
 
