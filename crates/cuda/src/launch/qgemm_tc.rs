@@ -1,7 +1,6 @@
 //! The INT8 tensor-core path (`kernels/gpu/qgemm_tc.cu`) on sm_80+: `Op::QGemm` with the
 //! dequantising epilogue fused (f32 output, or requantised i8), float `A` quantised per row
-//! first by `qgemm_quantize_*` into scratch buffers of this launch (freed after a stream
-//! synchronisation, so that launch waits for its GEMM); and the plain
+//! first by `qgemm_quantize_*` into the backend's stream-ordered workspace; and the plain
 //! i8 × i8 → i32 `Op::Gemm` when `B` is transposed (`[N, K]`), for [`super::gemm_tc`].
 //!
 //! Declined (`Ok(false)`, the general path runs it): an arch below sm_80, K % 16 ≠ 0 (rows
@@ -10,7 +9,7 @@
 
 use omnifuse_core::infer::gemm_dims;
 use omnifuse_core::op::{GemmSpec, Op};
-use omnifuse_core::{Backend, DType, Result, Tensor, TensorDesc};
+use omnifuse_core::{DType, Result, Tensor};
 
 use super::gemm_tc::{TILES, Tile, act_code, aligned, pick_tile};
 use crate::backend::CudaBackend;
@@ -189,59 +188,49 @@ pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor
         return Ok(false);
     }
     let mode = if spec.requant.is_some() { OutMode::I8 } else { OutMode::F32 };
-    // Scratch for float A, freed when this function returns; cuMemFree only "may" wait for
-    // the work still using a buffer, so the stream is synchronised first (see the end).
-    let mut scratch = None;
-    let (a, a_scale, a_scale_rows) = match quantize {
+    let run = |a: u64, a_scale: u64, a_scale_rows: usize| {
+        let l = Launch {
+            a,
+            b,
+            a_scale,
+            b_scale,
+            a_scale_rows,
+            requant: spec.requant.unwrap_or(1.0),
+            bias,
+            res,
+            y,
+            m: rows,
+            n: d.n,
+            k: d.k,
+            a_stride: 0,
+            b_stride: 0,
+            scale: ep.scale,
+            act: act_code(ep.activation),
+        };
+        enqueue(be, mode, tile, grid, &l)
+    };
+    match quantize {
         None => {
             let s = inputs[3];
-            (x, be.ptr(s)?, if s.desc.numel() == 1 { 0 } else { rows })
+            run(x, be.ptr(s)?, if s.desc.numel() == 1 { 0 } else { rows })?;
         }
         Some(symbol) => {
-            let q = be.empty(&TensorDesc::new([rows, d.k], DType::I8))?;
-            let sc = be.empty(&TensorDesc::new([rows], DType::F32))?;
-            let (qp, sp) = (be.ptr(&q)?, be.ptr(&sc)?);
-            scratch = Some((q, sc));
-            let kernel = Kernel {
-                variant: variant(mode, tile),
-                symbol: symbol.into(),
-                grid: [blocks(rows, 1), 1, 1],
-                block: [QROW_THREADS, 1, 1],
-                shared_bytes: 0,
-            };
-            be.enqueue(&kernel, &[Arg::Ptr(x), Arg::Ptr(qp), Arg::Ptr(sp), Arg::I32(d.k as i32)])?;
-            (qp, sp, rows)
+            // Float A is quantised per row into the backend's stream-ordered workspace: the
+            // i8 rows, then (256-byte aligned) the f32 steps; the GEMM follows in stream order.
+            let q_bytes = (rows * d.k).next_multiple_of(256);
+            be.with_workspace(q_bytes + 4 * rows, |qp| {
+                let sp = qp + q_bytes as u64;
+                let kernel = Kernel {
+                    variant: variant(mode, tile),
+                    symbol: symbol.into(),
+                    grid: [blocks(rows, 1), 1, 1],
+                    block: [QROW_THREADS, 1, 1],
+                    shared_bytes: 0,
+                };
+                be.enqueue(&kernel, &[Arg::Ptr(x), Arg::Ptr(qp), Arg::Ptr(sp), Arg::I32(d.k as i32)])?;
+                run(qp, sp, rows)
+            })?;
         }
-    };
-    let l = Launch {
-        a,
-        b,
-        a_scale,
-        b_scale,
-        a_scale_rows,
-        requant: spec.requant.unwrap_or(1.0),
-        bias,
-        res,
-        y,
-        m: rows,
-        n: d.n,
-        k: d.k,
-        a_stride: 0,
-        b_stride: 0,
-        scale: ep.scale,
-        act: act_code(ep.activation),
-    };
-    let launched = enqueue(be, mode, tile, grid, &l);
-    if let Some(buffers) = scratch {
-        // The quantised A must outlive the kernels that use it (also when the GEMM launch
-        // failed after the quantisation was enqueued): a stream-ordered workspace of the
-        // backend would spare this wait.
-        let waited = be.synchronize();
-        drop(buffers);
-        launched?;
-        waited?;
-    } else {
-        launched?;
     }
     Ok(true)
 }
