@@ -47,6 +47,10 @@ need_debs "the OpenCL conformance will skip instead of running on PoCL" pocl-ope
 # requires 0 errors and nothing definitely lost; without it that part skips, saying so.
 need_debs "the C ABI test will skip its valgrind run" valgrind
 
+# HIP compile gate: Debian's hipcc (ROCm 5.2) compiles kernels/gpu for AMD archs with no GPU;
+# the HIP backend loads libamdhip64 at run time and needs nothing here to build.
+need_debs "the HIP compile gate will skip" hipcc libamdhip64-dev
+
 # CUDA compile gate: NVRTC 12.9, the CUDA headers and ptxas from NVIDIA's PyPI wheels,
 # unpacked under the omnifuse cache (the CUDA backend looks there for NVRTC; the gate for
 # ptxas). No GPU and no system CUDA are involved. A wheel is a zip: unpacking the three

@@ -49,12 +49,16 @@ step "all-MiniLM-L6-v2 vs sentence-transformers' own vectors (tools/minilm, test
 minilm_dir=$(bash tools/minilm/fetch.sh)
 OMNIFUSE_MINILM_DIR="$minilm_dir" cargo test --release -q -p omnifuse-cli --test minilm -- --nocapture
 
-step "CUDA compile gate: every kernel variant through NVRTC for sm_80 and sm_90, ptxas -v, no spills in GEMM/attention"
+step "GPU compile gates: every CUDA kernel variant through NVRTC for sm_80/sm_90 + ptxas -v; the same sources through hipcc for AMD archs"
 cuda_site="${OMNIFUSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/omnifuse}/cuda-toolkit/site/nvidia"
-if [ -f "$cuda_site/cuda_nvrtc/lib/libnvrtc.so.12" ]; then
-  target/release/omnifuse compile-kernels --arch 80,90 --out target/cuda-gate --json target/cuda-gate/report.json
-else
-  echo "no NVRTC wheel under $cuda_site (ci/install.sh could not fetch it): the CUDA compile gate is skipped"
+gate_args=(--arch 80,90 --out target/cuda-gate --json target/cuda-gate/report.json --hip-arch gfx90a,gfx908,gfx940,gfx1030)
+if [ ! -f "$cuda_site/cuda_nvrtc/lib/libnvrtc.so.12" ]; then
+  echo "no NVRTC wheel under $cuda_site (ci/install.sh could not fetch it): the CUDA half is skipped"
+  gate_args+=(--no-cuda)
 fi
+gate_start=$(date +%s)
+target/release/omnifuse compile-kernels "${gate_args[@]}" > target/compile-gate.txt 2>&1 || { cat target/compile-gate.txt; exit 1; }
+grep -E "compiled|passed|skipped" target/compile-gate.txt
+echo "compile gates took $(( $(date +%s) - gate_start ))s (per-kernel table: target/compile-gate.txt)"
 
 step "done"

@@ -60,9 +60,8 @@ pub fn hipcc() -> Option<PathBuf> {
     if let Some(v) = std::env::var_os("OMNIFUSE_HIPCC").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(v));
     }
-    let on_path = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p).map(|d| d.join("hipcc")).find(|p| p.is_file())
-    });
+    let on_path =
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("hipcc")).find(|p| p.is_file()));
     on_path.or_else(|| Some(PathBuf::from("/opt/rocm/bin/hipcc")).filter(|p| p.is_file()))
 }
 
@@ -282,7 +281,17 @@ kernels/gpu/attention.cu:120:1: remark:     LDS Size [bytes/block]: 4096 [-Rpass
         assert!(!k[1].spills());
         let a = &k[2];
         assert_eq!(
-            (a.arch.as_str(), a.sgprs, a.vgprs, a.agprs, a.scratch_bytes, a.occupancy, a.sgpr_spill, a.vgpr_spill, a.lds_bytes),
+            (
+                a.arch.as_str(),
+                a.sgprs,
+                a.vgprs,
+                a.agprs,
+                a.scratch_bytes,
+                a.occupancy,
+                a.sgpr_spill,
+                a.vgpr_spill,
+                a.lds_bytes
+            ),
             ("gfx90a", 48, 128, 4, 16, 4, 2, 3, 4096)
         );
         assert!(a.spills());

@@ -5,7 +5,7 @@
 //! GEMM and attention kernels. Needs NVRTC and ptxas (`ci/install.sh` fetches both from the
 //! PyPI wheels), not a GPU.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use omnifuse_core::{Error, Result};
@@ -28,6 +28,13 @@ pub struct Args {
     /// Also write the per-kernel table as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also compile the same sources for these AMD archs with `hipcc` (comma-separated, e.g.
+    /// `gfx90a,gfx908,gfx940,gfx1030`), reporting VGPRs, occupancy, spills and LDS per kernel.
+    #[arg(long, value_delimiter = ',')]
+    hip_arch: Vec<String>,
+    /// Skip the CUDA part (only with --hip-arch).
+    #[arg(long)]
+    no_cuda: bool,
 }
 
 /// What ptxas said about one kernel.
@@ -72,6 +79,77 @@ pub fn parse_ptxas(text: &str) -> Vec<KernelUsage> {
 
 /// Run the command.
 pub fn run(args: Args) -> Result<ExitCode> {
+    let mut code = if args.no_cuda {
+        if args.hip_arch.is_empty() {
+            return Err(Error::invalid("compile-kernels: --no-cuda leaves nothing to compile without --hip-arch"));
+        }
+        ExitCode::SUCCESS
+    } else {
+        run_cuda(&args)?
+    };
+    if !args.hip_arch.is_empty() && run_hip(&args)? != ExitCode::SUCCESS {
+        code = ExitCode::from(1);
+    }
+    Ok(code)
+}
+
+/// The HIP half: every general-path variant, and each tensor-core source once (its
+/// matrix-multiply code is CUDA-only; on HIP it compiles to a trap), for every arch.
+fn run_hip(args: &Args) -> Result<ExitCode> {
+    if crate::compile_hip::hipcc().is_none() {
+        println!("no hipcc found (set OMNIFUSE_HIPCC or install hipcc): the HIP compile gate is skipped");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut variants: Vec<(String, String)> = Vec::new();
+    for (file, defines) in omnifuse_registry::gpu_kernel_variants() {
+        let tc = file.ends_with("_tc.cu");
+        if !tc || !variants.iter().any(|(f, _)| *f == file) {
+            variants.push((file, defines));
+        }
+    }
+    let archs: Vec<&str> = args.hip_arch.iter().map(String::as_str).collect();
+    let t = std::time::Instant::now();
+    let usage =
+        crate::compile_hip::run_hip_gate(&variants, &archs, Path::new("kernels/include"), Path::new("kernels/gpu"))?;
+    println!("hipcc compiled {} variant(s) for {} in {:.0?}", variants.len(), archs.join(","), t.elapsed());
+    let mut rows = vec![
+        ["arch", "source", "kernel", "VGPR", "SGPR", "AGPR", "occupancy", "scratch B", "spills", "LDS B"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    let mut failures = Vec::new();
+    for u in &usage {
+        let spill_free = ["gemm", "attention"].iter().any(|p| u.file.starts_with(p));
+        if spill_free && u.spills() {
+            failures.push(format!("{} spills on {} ({} {})", u.name, u.arch, u.file, u.defines));
+        }
+        rows.push(vec![
+            u.arch.clone(),
+            u.file.clone(),
+            u.name.clone(),
+            u.vgprs.to_string(),
+            u.sgprs.to_string(),
+            u.agprs.to_string(),
+            u.occupancy.to_string(),
+            u.scratch_bytes.to_string(),
+            (u.sgpr_spill + u.vgpr_spill).to_string(),
+            u.lds_bytes.to_string(),
+        ]);
+    }
+    print!("{}", render(&rows));
+    if failures.is_empty() {
+        println!("HIP compile gate passed: {} kernel builds, no spills in GEMM or attention", usage.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for f in &failures {
+            eprintln!("FAIL: {f}");
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// The CUDA half: NVRTC per arch, then `ptxas -v`.
+fn run_cuda(args: &Args) -> Result<ExitCode> {
     let ptxas = args.ptxas.clone().or_else(omnifuse_registry::cuda_ptxas);
     let mut done = 0usize;
     let modules = omnifuse_registry::cuda_compile_gate(&args.arch, &args.out, |m| {

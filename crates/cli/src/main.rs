@@ -7,6 +7,7 @@ mod attention;
 mod bench;
 mod check;
 mod client;
+mod compile_hip;
 mod compile_kernels;
 mod embed;
 mod import;
@@ -75,8 +76,9 @@ enum Command {
     Client(client::Args),
     /// Time candidate GEMM tile sizes on an OpenCL device and keep the fastest for it.
     Tune(tune::Args),
-    /// The CUDA compile gate: compile every CUDA kernel variant with NVRTC for sm_80/sm_90,
-    /// assemble with `ptxas -v`, report registers, shared memory and spills; no GPU needed.
+    /// The GPU compile gates: compile every CUDA kernel variant with NVRTC for sm_80/sm_90,
+    /// assemble with `ptxas -v`, report registers, shared memory and spills; with --hip-arch
+    /// also every source with hipcc for AMD archs. No GPU needed.
     CompileKernels(compile_kernels::Args),
 }
 

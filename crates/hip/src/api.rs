@@ -389,8 +389,8 @@ pub fn find_arch(bytes: &[u8]) -> Option<String> {
         let at_start = i == 0 || bytes[i - 1] == 0;
         if at_start && &bytes[i..i + 3] == b"gfx" && bytes[i + 3].is_ascii_hexdigit() {
             let s = c_string(&bytes[i..]);
-            let ok = s.len() < 256
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'+' || b == b'-');
+            let ok =
+                s.len() < 256 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'+' || b == b'-');
             if ok && best.as_ref().is_none_or(|b| s.len() > b.len()) {
                 best = Some(s);
             }

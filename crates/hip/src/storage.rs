@@ -22,14 +22,24 @@ pub struct HipStorage {
 impl HipStorage {
     /// Allocate `bytes` on device `ordinal` (at least one byte is taken so every buffer has
     /// a distinct address).
-    pub fn alloc(rt: &Runtime, ordinal: i32, bytes: usize, device: &str, owner: u64, live: Arc<AtomicU64>) -> Result<Self> {
+    pub fn alloc(
+        rt: &Runtime,
+        ordinal: i32,
+        bytes: usize,
+        device: &str,
+        owner: u64,
+        live: Arc<AtomicU64>,
+    ) -> Result<Self> {
         rt.set_device(ordinal).map_err(|e| Error::Backend { backend: device.into(), message: e })?;
         let ptr = rt.malloc(bytes.max(1)).map_err(|s| {
             if s == 2 {
                 // hipErrorOutOfMemory
                 Error::OutOfMemory { device: device.into(), bytes }
             } else {
-                Error::Backend { backend: device.into(), message: format!("hipMalloc of {bytes} bytes failed: {}", rt.error_name(s)) }
+                Error::Backend {
+                    backend: device.into(),
+                    message: format!("hipMalloc of {bytes} bytes failed: {}", rt.error_name(s)),
+                }
             }
         })?;
         live.fetch_add(bytes as u64, Ordering::Relaxed);

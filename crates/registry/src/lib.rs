@@ -49,8 +49,12 @@ pub fn backends() -> Vec<BackendEntry> {
         },
         BackendEntry {
             family: "hip",
-            compiled: false,
-            note: "not in this build yet: the HIP backend crate is not part of the workspace",
+            compiled: cfg!(feature = "hip"),
+            note: if cfg!(feature = "hip") {
+                "AMD GPUs through libamdhip64 and hiprtc loaded at run time (hip, hip:N)"
+            } else {
+                "not in this build: omnifuse-registry was built without its `hip` feature"
+            },
         },
     ]
 }
@@ -77,6 +81,8 @@ pub fn open_with(name: &str, opts: OpenOptions) -> Result<Arc<dyn Backend>> {
         ("opencl", _) => Ok(Arc::new(omnifuse_opencl::OpenClBackend::open(name)?)),
         #[cfg(feature = "cuda")]
         ("cuda", _) => Ok(Arc::new(omnifuse_cuda::CudaBackend::open(name)?)),
+        #[cfg(feature = "hip")]
+        ("hip", _) => Ok(Arc::new(omnifuse_hip::HipBackend::open(name)?)),
         _ => match backends().iter().find(|b| b.family == family) {
             Some(b) => Err(Error::DeviceUnavailable { device: name.into(), reason: b.note.into() }),
             None => Err(Error::invalid(format!(
@@ -107,6 +113,11 @@ pub fn probe(opts: OpenOptions) -> Vec<DeviceStatus> {
         #[cfg(feature = "cuda")]
         if b.family == "cuda" {
             out.extend(probe_cuda(opts));
+            continue;
+        }
+        #[cfg(feature = "hip")]
+        if b.family == "hip" {
+            out.extend(probe_hip(opts));
             continue;
         }
         let name = if b.family == "cpu" { "cpu".to_string() } else { format!("{}:0", b.family) };
@@ -172,6 +183,30 @@ fn probe_cuda(opts: OpenOptions) -> Vec<DeviceStatus> {
     }
 }
 
+/// Every HIP device (`hip:N`), or one entry saying what is missing (runtime, device).
+#[cfg(feature = "hip")]
+fn probe_hip(opts: OpenOptions) -> Vec<DeviceStatus> {
+    match omnifuse_hip::device::runtime() {
+        Ok(n) => (0..n)
+            .map(|i| {
+                let name = format!("hip:{i}");
+                let info = open_with(&name, opts).map(|dev| dev.info()).map_err(|e| e.to_string());
+                DeviceStatus { name, info }
+            })
+            .collect(),
+        Err(_) => vec![DeviceStatus { name: "hip".into(), info: Err(omnifuse_hip::device::summary()) }],
+    }
+}
+
+/// Every GPU kernel module variant (source file under `kernels/gpu`, `-D` defines) the CUDA
+/// launch paths may compile: what the compile gates build. Empty without the `cuda` feature.
+pub fn gpu_kernel_variants() -> Vec<(String, String)> {
+    #[cfg(feature = "cuda")]
+    return omnifuse_cuda::variants().iter().map(|v| (v.source.file().to_string(), v.defines.join(" "))).collect();
+    #[cfg(not(feature = "cuda"))]
+    Vec::new()
+}
+
 /// One compiled module of the CUDA compile gate.
 #[derive(Clone, Debug)]
 pub struct GateModule {
@@ -193,7 +228,7 @@ pub struct GateModule {
 pub fn cuda_compile_gate(
     archs: &[u32],
     dir: &std::path::Path,
-    mut progress: impl FnMut(&GateModule),
+    mut progress: impl FnMut(&GateModule) + Send,
 ) -> Result<Vec<GateModule>> {
     let conv = |e: &omnifuse_cuda::gate::GateEntry| GateModule {
         source: e.variant.source.file().to_string(),
@@ -272,7 +307,7 @@ pub fn cuda_ptxas() -> Option<std::path::PathBuf> {
 pub fn cuda_compile_gate(
     _archs: &[u32],
     _dir: &std::path::Path,
-    _progress: impl FnMut(&GateModule),
+    _progress: impl FnMut(&GateModule) + Send,
 ) -> Result<Vec<GateModule>> {
     Err(Error::invalid("this build has no CUDA backend (omnifuse-registry without its `cuda` feature)"))
 }
