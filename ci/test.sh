@@ -49,4 +49,12 @@ step "all-MiniLM-L6-v2 vs sentence-transformers' own vectors (tools/minilm, test
 minilm_dir=$(bash tools/minilm/fetch.sh)
 OMNIFUSE_MINILM_DIR="$minilm_dir" cargo test --release -q -p omnifuse-cli --test minilm -- --nocapture
 
+step "CUDA compile gate: every kernel variant through NVRTC for sm_80 and sm_90, ptxas -v, no spills in GEMM/attention"
+cuda_site="${OMNIFUSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/omnifuse}/cuda-toolkit/site/nvidia"
+if [ -f "$cuda_site/cuda_nvrtc/lib/libnvrtc.so.12" ]; then
+  target/release/omnifuse compile-kernels --arch 80,90 --out target/cuda-gate --json target/cuda-gate/report.json
+else
+  echo "no NVRTC wheel under $cuda_site (ci/install.sh could not fetch it): the CUDA compile gate is skipped"
+fi
+
 step "done"

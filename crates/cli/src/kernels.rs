@@ -190,6 +190,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return crate::kernels_int8::run(&a);
     }
     let dtype: DType = args.dtype.parse()?;
+    if let Some(r) = omnifuse_registry::device_gemm_bench(
+        &args.backend,
+        dtype,
+        args.m,
+        args.n,
+        args.k,
+        if args.reps == 0 { 50 } else { args.reps },
+    ) {
+        return report_device_gemm(&args, dtype, r?);
+    }
     if !OpKind::Gemm.dtypes().contains(&dtype) {
         return Err(Error::invalid(format!("kernels: gemm runs on f32, f16, bf16 or i8, not {dtype}")));
     }
@@ -341,6 +351,49 @@ pub fn run(args: Args) -> Result<ExitCode> {
 fn launch(dev: &dyn Backend, op: &Op, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
     dev.launch(op, &[a, b], out)?;
     dev.synchronize()
+}
+
+/// Print a GPU GEMM timed next to the vendor library (same keys as the CPU report).
+fn report_device_gemm(args: &Args, dtype: DType, r: omnifuse_registry::DeviceGemmBench) -> Result<ExitCode> {
+    let (m, n, k) = (args.m, args.n, args.k);
+    let flops = 2.0 * m as f64 * n as f64 * k as f64;
+    let tflops = |ms: f64| flops / (ms * 1e9);
+    let ratio = r.peer_ms.as_ref().ok().map(|p| p / r.ours_ms);
+    if args.json {
+        let peer = match &r.peer_ms {
+            Ok(p) => json!({"name": r.peer_name, "median_ms": p, "tflops": tflops(*p)}),
+            Err(e) => json!({"name": r.peer_name, "error": e}),
+        };
+        let v = json!({
+            "op": "gemm", "backend": r.device.name, "device_name": r.device.device_name, "dtype": dtype.name(),
+            "shape": [m, n, k], "layout": "A [M,K] · B [N,K]ᵀ", "median_ms": r.ours_ms, "tflops": tflops(r.ours_ms),
+            "peer": peer, "ratio": ratio, "max_rel_diff": r.max_rel_diff, "reps": r.reps, "timing": "CUDA events, median",
+        });
+        println!("{}", serde_json::to_string(&v).unwrap_or_default());
+    } else {
+        println!("gemm {dtype} m={m} n={n} k={k} (B [N,K]) on {} ({})", r.device.name, r.device.device_name);
+        println!("  omnifuse   {:10.4} ms  {:8.1} TFLOP/s", r.ours_ms, tflops(r.ours_ms));
+        match &r.peer_ms {
+            Ok(p) => println!("  peer       {p:10.4} ms  {:8.1} TFLOP/s  ({})", tflops(*p), r.peer_name),
+            Err(e) => println!("  peer       did not run: {e}"),
+        }
+        println!("  medians of {} launches each, timed with CUDA events", r.reps);
+        if let Some(x) = ratio {
+            println!("  ratio (peer time / ours): {x:.3}×  (> 1 means omnifuse is faster)");
+        }
+        if let Some(d) = r.max_rel_diff {
+            println!("  outputs agree: max |ours − peer| / max |peer| = {d:.2e}");
+        }
+    }
+    match r.max_rel_diff {
+        Some(d) if d > 2e-2 => {
+            eprintln!(
+                "error: omnifuse and the peer disagree (max relative difference {d:.2e}): the figure above is not valid"
+            );
+            Ok(ExitCode::from(1))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// The peer's inputs, output and call, prepared once so each timed round is only the GEMM.

@@ -7,6 +7,7 @@ mod attention;
 mod bench;
 mod check;
 mod client;
+mod compile_kernels;
 mod embed;
 mod import;
 mod index;
@@ -74,6 +75,9 @@ enum Command {
     Client(client::Args),
     /// Time candidate GEMM tile sizes on an OpenCL device and keep the fastest for it.
     Tune(tune::Args),
+    /// The CUDA compile gate: compile every CUDA kernel variant with NVRTC for sm_80/sm_90,
+    /// assemble with `ptxas -v`, report registers, shared memory and spills; no GPU needed.
+    CompileKernels(compile_kernels::Args),
 }
 
 /// An error of any layer, reported on stderr with exit code 2.
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::run_command(a).map_err(Failure::Serve),
         Command::Client(a) => client::run(a).map_err(Failure::Client),
         Command::Tune(a) => tune::run(a).map_err(Failure::Core),
+        Command::CompileKernels(a) => compile_kernels::run(a).map_err(Failure::Core),
     };
     match result {
         Ok(code) => code,

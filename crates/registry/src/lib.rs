@@ -40,8 +40,12 @@ pub fn backends() -> Vec<BackendEntry> {
         },
         BackendEntry {
             family: "cuda",
-            compiled: false,
-            note: "not in this build yet: the CUDA backend crate is not part of the workspace",
+            compiled: cfg!(feature = "cuda"),
+            note: if cfg!(feature = "cuda") {
+                "NVIDIA GPUs through libcuda and libnvrtc loaded at run time (cuda, cuda:N)"
+            } else {
+                "not in this build: omnifuse-registry was built without its `cuda` feature"
+            },
         },
         BackendEntry {
             family: "hip",
@@ -71,6 +75,8 @@ pub fn open_with(name: &str, opts: OpenOptions) -> Result<Arc<dyn Backend>> {
         }),
         #[cfg(feature = "opencl")]
         ("opencl", _) => Ok(Arc::new(omnifuse_opencl::OpenClBackend::open(name)?)),
+        #[cfg(feature = "cuda")]
+        ("cuda", _) => Ok(Arc::new(omnifuse_cuda::CudaBackend::open(name)?)),
         _ => match backends().iter().find(|b| b.family == family) {
             Some(b) => Err(Error::DeviceUnavailable { device: name.into(), reason: b.note.into() }),
             None => Err(Error::invalid(format!(
@@ -96,6 +102,11 @@ pub fn probe(opts: OpenOptions) -> Vec<DeviceStatus> {
         #[cfg(feature = "opencl")]
         if b.family == "opencl" {
             out.extend(probe_opencl(opts));
+            continue;
+        }
+        #[cfg(feature = "cuda")]
+        if b.family == "cuda" {
+            out.extend(probe_cuda(opts));
             continue;
         }
         let name = if b.family == "cpu" { "cpu".to_string() } else { format!("{}:0", b.family) };
@@ -146,6 +157,126 @@ pub fn tune_gemm(name: &str, m: usize, n: usize, k: usize, reps: usize) -> Resul
     }
 }
 
+/// Every CUDA device (`cuda:N`), or one entry saying what is missing (driver, device, NVRTC).
+#[cfg(feature = "cuda")]
+fn probe_cuda(opts: OpenOptions) -> Vec<DeviceStatus> {
+    match omnifuse_cuda::device::driver() {
+        Ok(n) => (0..n)
+            .map(|i| {
+                let name = format!("cuda:{i}");
+                let info = open_with(&name, opts).map(|dev| dev.info()).map_err(|e| e.to_string());
+                DeviceStatus { name, info }
+            })
+            .collect(),
+        Err(_) => vec![DeviceStatus { name: "cuda".into(), info: Err(omnifuse_cuda::device::summary()) }],
+    }
+}
+
+/// One compiled module of the CUDA compile gate.
+#[derive(Clone, Debug)]
+pub struct GateModule {
+    /// The source file under `kernels/gpu`.
+    pub source: String,
+    /// Its `-D` defines.
+    pub defines: String,
+    /// The target (`compute_90`).
+    pub target: String,
+    /// The PTX written.
+    pub ptx: String,
+    /// The gate fails on any spill in its kernels.
+    pub spill_free: bool,
+}
+
+/// Compile every CUDA kernel variant the runtime may use to PTX for each arch of `archs`
+/// (`80`, `90`) into `dir`, through the runtime's NVRTC path. Needs NVRTC, not a GPU.
+#[cfg(feature = "cuda")]
+pub fn cuda_compile_gate(
+    archs: &[u32],
+    dir: &std::path::Path,
+    mut progress: impl FnMut(&GateModule),
+) -> Result<Vec<GateModule>> {
+    let conv = |e: &omnifuse_cuda::gate::GateEntry| GateModule {
+        source: e.variant.source.file().to_string(),
+        defines: e.variant.defines.join(" "),
+        target: e.target.clone(),
+        ptx: e.ptx.display().to_string(),
+        spill_free: e.spill_free,
+    };
+    let all = omnifuse_cuda::gate::compile_all(archs, dir, |e| progress(&conv(e)))?;
+    Ok(all.iter().map(conv).collect())
+}
+
+/// A GEMM timed on a GPU next to the vendor library, in the same process and stream.
+#[derive(Clone, Debug)]
+pub struct DeviceGemmBench {
+    /// The device and its name.
+    pub device: DeviceInfo,
+    /// Our median launch time (ms, device events).
+    pub ours_ms: f64,
+    /// The peer's median (ms), or why it did not run.
+    pub peer_ms: std::result::Result<f64, String>,
+    /// The peer's name.
+    pub peer_name: String,
+    /// max |ours − peer| / max |peer|, when the peer ran.
+    pub max_rel_diff: Option<f64>,
+    /// Timed launches per side.
+    pub reps: usize,
+}
+
+/// Time the `dtype` GEMM (`f16` or `i8`, B `[N, K]`) of the GPU `name` at `m × n × k` next to
+/// cuBLAS. `None` when `name` is not a device with such a peer (CPU and OpenCL devices use
+/// the CPU peers of `omnifuse kernels`).
+#[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+pub fn device_gemm_bench(
+    name: &str,
+    dtype: omnifuse_core::DType,
+    m: usize,
+    n: usize,
+    k: usize,
+    reps: usize,
+) -> Option<Result<DeviceGemmBench>> {
+    #[cfg(feature = "cuda")]
+    if name.split(':').next() == Some("cuda") {
+        let run = || {
+            let be = omnifuse_cuda::CudaBackend::open(name)?;
+            let r = omnifuse_cuda::bench::gemm(&be, dtype, m, n, k, reps)?;
+            Ok(DeviceGemmBench {
+                device: be.info(),
+                ours_ms: r.ours.median_ms,
+                peer_ms: r.peer.map(|t| t.median_ms),
+                peer_name: r.peer_name,
+                max_rel_diff: r.max_rel_diff,
+                reps,
+            })
+        };
+        return Some(run());
+    }
+    None
+}
+
+/// The `ptxas` the CUDA compile gate assembles with (`$OMNIFUSE_PTXAS`, the CI wheel's, or
+/// `PATH`'s), if any.
+#[cfg(feature = "cuda")]
+pub fn cuda_ptxas() -> Option<std::path::PathBuf> {
+    omnifuse_cuda::nvrtc::ptxas()
+}
+
+/// Without the `cuda` feature there is no `ptxas` to use.
+#[cfg(not(feature = "cuda"))]
+pub fn cuda_ptxas() -> Option<std::path::PathBuf> {
+    None
+}
+
+/// Without the `cuda` feature there is nothing to compile.
+#[cfg(not(feature = "cuda"))]
+pub fn cuda_compile_gate(
+    _archs: &[u32],
+    _dir: &std::path::Path,
+    _progress: impl FnMut(&GateModule),
+) -> Result<Vec<GateModule>> {
+    Err(Error::invalid("this build has no CUDA backend (omnifuse-registry without its `cuda` feature)"))
+}
+
 /// Every OpenCL device (`opencl:P:D`), or one entry saying why there is none.
 #[cfg(feature = "opencl")]
 fn probe_opencl(opts: OpenOptions) -> Vec<DeviceStatus> {
@@ -180,8 +311,12 @@ mod tests {
         assert!(open("cpu-ref").is_ok());
         let e = open("cpu:3").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("cpu:3"), "{e}");
-        let e = open("cuda:0").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.contains("cuda:0") && e.contains("not in this build"), "{e}");
+        // A CUDA name is answered by the backend: a device, or what is missing — never a panic.
+        if let Err(e) = open("cuda:0") {
+            assert!(e.to_string().contains("cuda:0"), "{e}");
+        }
+        let e = open("cuda:x").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("cuda:x"), "{e}");
         // An OpenCL name is answered by the backend: a device, or why there is none — never a panic.
         if let Err(e) = open("opencl:99:0") {
             assert!(e.to_string().contains("opencl:99:0"), "{e}");
