@@ -22,9 +22,9 @@
 //
 // Symbols: attention_flash_{f32,f16,bf16}(q, k, v, cu_q, cu_k, mod_q, mod_k, pairs, bias, y,
 //   qblocks, heads, kv_heads, dh, nm, mask, has_bias, use_mod, scale, fixed_lq, fixed_lk).
-//   fixed_lq > 0 means every sequence has fixed_lq query rows (cu_q is not read), likewise
-//   fixed_lk for keys; mod_q/mod_k are read only when use_mod, pairs only for mask 3, bias only
-//   when has_bias.
+//   fixed_lq ≥ 0 means every sequence has fixed_lq query rows (cu_q is not read; −1 reads
+//   cu_q), likewise fixed_lk for keys; mod_q/mod_k are read only when use_mod, pairs only for
+//   mask 3, bias only when has_bias.
 // Launch shape: block (ATT_WARPS·OF_WARP, 1, 1); grid (sequences·qblocks, heads, 1) where
 //   qblocks = ceil(longest query sequence / BQ); block x serves sequence x / qblocks, rows
 //   (x % qblocks)·BQ ..; blocks past a sequence's end return at once.
@@ -109,10 +109,10 @@ OF_DEV void attention_flash(const T* q, const T* k, const T* v, const int* cu_q,
     const int h = blockIdx.y;
     const int s = blk / qblocks;
     const int qs = (blk % qblocks) * BQ;
-    const int q0 = fixed_lq > 0 ? s * fixed_lq : cu_q[s];
-    const int lq = fixed_lq > 0 ? fixed_lq : cu_q[s + 1] - q0;
-    const int k0 = fixed_lk > 0 ? s * fixed_lk : cu_k[s];
-    const int lk = fixed_lk > 0 ? fixed_lk : cu_k[s + 1] - k0;
+    const int q0 = fixed_lq >= 0 ? s * fixed_lq : cu_q[s];
+    const int lq = fixed_lq >= 0 ? fixed_lq : cu_q[s + 1] - q0;
+    const int k0 = fixed_lk >= 0 ? s * fixed_lk : cu_k[s];
+    const int lk = fixed_lk >= 0 ? fixed_lk : cu_k[s + 1] - k0;
     if (qs >= lq) {
         return;  // the whole block: no barrier is skipped by part of it
     }
