@@ -79,6 +79,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         eprintln!("[{done}] nvrtc {} {} {}", m.target, m.source, m.defines);
     })?;
     println!("NVRTC compiled {} module(s) for {:?} into {}", modules.len(), args.arch, args.out.display());
+    if modules.is_empty() {
+        eprintln!("FAIL: no kernel variant to compile: the CUDA launch paths list none");
+        return Ok(ExitCode::from(1));
+    }
     let Some(ptxas) = ptxas else {
         println!("no ptxas found (set OMNIFUSE_PTXAS or pass --ptxas): registers and spills not checked");
         return Ok(ExitCode::SUCCESS);

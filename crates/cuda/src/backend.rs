@@ -64,6 +64,7 @@ pub struct CudaBackend {
     cache: KernelCache,
     state: Mutex<Modules>,
     live: Arc<AtomicU64>,
+    workspace: Mutex<Option<Buffer>>,
 }
 
 fn drv(device: &str, what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error {
@@ -120,6 +121,7 @@ impl CudaBackend {
             cache: KernelCache::new(KernelCache::default_dir().join("cuda")),
             state: Mutex::new(Modules::default()),
             live: Arc::new(AtomicU64::new(0)),
+            workspace: Mutex::new(None),
         })
     }
 
@@ -228,6 +230,25 @@ impl CudaBackend {
         // this device by `ptr`.
         unsafe { result::launch_kernel(f.0, (gx, gy, gz), (bx, by, bz), k.shared_bytes, self.h.stream, &mut params) }
             .map_err(drv(&self.name, &format!("launching {}", k.symbol)))
+    }
+
+    /// Run `f` with the device address of a scratch area of at least `bytes` bytes, reused
+    /// across launches: work enqueued inside `f` runs in stream order after every earlier
+    /// user's work, and the lock held across `f` keeps another thread's work from landing
+    /// between the kernels of one user. It only grows; the old area is freed after the
+    /// stream has drained, since enqueued kernels may still read it.
+    pub fn with_workspace<T>(&self, bytes: usize, f: impl FnOnce(u64) -> Result<T>) -> Result<T> {
+        let mut ws = self.workspace.lock().map_err(|_| Error::invalid("cuda: workspace lock poisoned"))?;
+        if ws.as_ref().is_none_or(|b| b.bytes() < bytes) {
+            if ws.is_some() {
+                self.synchronize()?;
+            }
+            *ws = None;
+            *ws = Some(self.alloc(bytes.next_power_of_two().max(1 << 20))?);
+        }
+        let buf = ws.as_ref().ok_or_else(|| Error::invalid("cuda: no workspace"))?;
+        let base = storage::storage(buf, &self.name, self.id)?.ptr();
+        f(base)
     }
 
     /// Enqueue a device-to-device copy of `bytes` from the start of `src` to `dst`.
