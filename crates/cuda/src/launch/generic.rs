@@ -25,11 +25,20 @@ const GRID_1D_MAX: usize = 1 << 20;
 const GRID_YZ_MAX: usize = 65535;
 /// The grid's x limit.
 const GRID_X_MAX: usize = i32::MAX as usize;
-/// `gemm.cu` tile at its defaults (TM, TN, WM, WN).
-const GEMM_TM: usize = 64;
-const GEMM_TN: usize = 64;
-const GEMM_WM: usize = 4;
-const GEMM_WN: usize = 4;
+/// A `gemm.cu` tile: TM × TN outputs per block, WM × WN per thread.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct GemmTile {
+    tm: usize,
+    tn: usize,
+    wm: usize,
+    wn: usize,
+}
+/// The file's defaults: 256 threads, 4 × 4 outputs each.
+const GEMM_SMALL: GemmTile = GemmTile { tm: 64, tn: 64, wm: 4, wn: 4 };
+/// For large products: 256 threads, 8 × 8 outputs each (half the shared-memory reads per fma).
+const GEMM_BIG: GemmTile = GemmTile { tm: 128, tn: 128, wm: 8, wn: 8 };
+/// Blocks at the big tile from which it is taken (about two waves on a large GPU).
+const GEMM_BIG_BLOCKS: usize = 256;
 /// `attention.cu`: warps per block and query rows per warp (its defaults).
 const ATT_WARPS: usize = 4;
 const ATT_RPW: usize = 4;
@@ -95,6 +104,38 @@ fn dim(n: usize, max: usize, what: &str) -> Result<u32> {
     Ok(n as u32)
 }
 
+/// The `gemm.cu` module of tile `t`.
+fn gemm_variant(t: GemmTile) -> Variant {
+    if t == GEMM_SMALL {
+        return plain(Source::Gemm);
+    }
+    Variant {
+        source: Source::Gemm,
+        defines: vec![
+            format!("-DTM={}", t.tm),
+            format!("-DTN={}", t.tn),
+            format!("-DWM={}", t.wm),
+            format!("-DWN={}", t.wn),
+        ],
+    }
+}
+
+/// The tile for an `m × n` output in `batch` products.
+fn gemm_tile(m: usize, n: usize, batch: usize) -> GemmTile {
+    let big = m.div_ceil(GEMM_BIG.tm).saturating_mul(n.div_ceil(GEMM_BIG.tn)).saturating_mul(batch.min(GRID_YZ_MAX));
+    if big >= GEMM_BIG_BLOCKS { GEMM_BIG } else { GEMM_SMALL }
+}
+
+/// The grid and block of a `gemm.cu` launch.
+fn gemm_shape(t: GemmTile, m: usize, n: usize, batch: usize, what: &str) -> Result<([u32; 3], [u32; 3])> {
+    let grid = [
+        dim(m.div_ceil(t.tm), GRID_X_MAX, &format!("{what} rows"))?,
+        dim(n.div_ceil(t.tn), GRID_YZ_MAX, &format!("{what} columns"))?,
+        batch.clamp(1, GRID_YZ_MAX) as u32,
+    ];
+    Ok((grid, [(t.tn / t.wn) as u32, (t.tm / t.wm) as u32, 1]))
+}
+
 /// The module of `source` at its default defines.
 fn plain(source: Source) -> Variant {
     Variant::new(source, &[])
@@ -155,15 +196,13 @@ pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor
             let mut extra = inputs[2..].iter();
             let bias = if ep.bias { extra.next().map(|t| be.ptr(t)).transpose()? } else { None };
             let res = if ep.residual { extra.next().map(|t| be.ptr(t)).transpose()? } else { None };
+            let tile = gemm_tile(d.m, d.n, d.batch);
+            let (grid, block) = gemm_shape(tile, d.m, d.n, d.batch, "gemm")?;
             let k = Kernel {
-                variant: plain(Source::Gemm),
+                variant: gemm_variant(tile),
                 symbol: format!("gemm_tiled_{infix}_{tname}"),
-                grid: [
-                    dim(d.m.div_ceil(GEMM_TM), GRID_X_MAX, "gemm rows")?,
-                    dim(d.n.div_ceil(GEMM_TN), GRID_YZ_MAX, "gemm columns")?,
-                    d.batch.min(GRID_YZ_MAX) as u32,
-                ],
-                block: [(GEMM_TN / GEMM_WN) as u32, (GEMM_TM / GEMM_WM) as u32, 1],
+                grid,
+                block,
                 shared_bytes: 0,
             };
             let args = [
@@ -203,15 +242,13 @@ pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor
             let bias = if ep.bias { extra.next().map(|t| be.ptr(t)).transpose()? } else { None };
             let res = if ep.residual { extra.next().map(|t| be.ptr(t)).transpose()? } else { None };
             let variant = if spec.requant.is_some() { "tiled_requant" } else { "tiled" };
+            let tile = gemm_tile(rows, d.n, 1);
+            let (grid, block) = gemm_shape(tile, rows, d.n, 1, "qgemm")?;
             let k = Kernel {
-                variant: plain(Source::Gemm),
+                variant: gemm_variant(tile),
                 symbol: format!("qgemm_{variant}_{tname}"),
-                grid: [
-                    dim(rows.div_ceil(GEMM_TM), GRID_X_MAX, "qgemm rows")?,
-                    dim(d.n.div_ceil(GEMM_TN), GRID_YZ_MAX, "qgemm columns")?,
-                    1,
-                ],
-                block: [(GEMM_TN / GEMM_WN) as u32, (GEMM_TM / GEMM_WM) as u32, 1],
+                grid,
+                block,
                 shared_bytes: 0,
             };
             let args = [
@@ -336,8 +373,7 @@ pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor
             let mut col = 0;
             for t in inputs {
                 let inner = prod(&t.desc.shape.dims()[*axis..]);
-                let args =
-                    [Arg::Ptr(be.ptr(t)?), Arg::Ptr(y), u(outer), u(inner), u(inner), u(0), u(total), u(col)];
+                let args = [Arg::Ptr(be.ptr(t)?), Arg::Ptr(y), u(outer), u(inner), u(inner), u(0), u(total), u(col)];
                 run_1d(be, Source::Layout, format!("copy_rows_{}", raw(dt)), &args, outer * inner)?;
                 col += inner;
             }
@@ -347,8 +383,7 @@ pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor
             let d = inputs[0].desc.shape.dims();
             let (outer, len, inner) = (prod(&d[..*axis]), d[*axis], prod(&d[axis + 1..]));
             let keep = (end - start) * inner;
-            let args =
-                [Arg::Ptr(x0), Arg::Ptr(y), u(outer), u(keep), u(len * inner), u(start * inner), u(keep), u(0)];
+            let args = [Arg::Ptr(x0), Arg::Ptr(y), u(outer), u(keep), u(len * inner), u(start * inner), u(keep), u(0)];
             run_1d(be, Source::Layout, format!("copy_rows_{}", raw(dt)), &args, outer * keep)
         }
         Op::Reshape { .. } => be.copy(inputs[0], out, out.desc.bytes()),
@@ -533,10 +568,7 @@ fn flash_attention(be: &CudaBackend, dt: DType, f: &Flash, p: &FlashPtrs) -> Res
         return Err(Error::invalid(format!("attention: {} rows exceed the kernel's int offsets", f.tokens)));
     }
     let qblocks = f.max_lq.div_ceil(ATT_BQ);
-    let grid_x = f
-        .sequences
-        .checked_mul(qblocks)
-        .ok_or_else(|| Error::invalid("attention: too many query blocks"))?;
+    let grid_x = f.sequences.checked_mul(qblocks).ok_or_else(|| Error::invalid("attention: too many query blocks"))?;
     let mask = match f.mask {
         MaskMode::Full => 0,
         MaskMode::Intra => 1,
@@ -578,11 +610,12 @@ fn flash_attention(be: &CudaBackend, dt: DType, f: &Flash, p: &FlashPtrs) -> Res
     be.enqueue(&k, &args)
 }
 
-/// Every module the general path may compile: each family at its defaults, attention once
-/// per head-dimension bucket.
+/// Every module the general path may compile: each family at its defaults, the GEMM also at
+/// its big tile, attention once per head-dimension bucket.
 pub(crate) fn variants() -> Vec<Variant> {
     let mut v: Vec<Variant> =
         [Source::Gemm, Source::Pointwise, Source::Norm, Source::Layout, Source::Conv].into_iter().map(plain).collect();
+    v.push(gemm_variant(GEMM_BIG));
     v.extend(ATT_BUCKETS.iter().map(|&d| attention_variant(d)));
     v
 }
@@ -634,9 +667,19 @@ mod tests {
     }
 
     #[test]
+    fn large_products_take_the_big_gemm_tile() {
+        assert_eq!(gemm_tile(64, 64, 1), GEMM_SMALL);
+        assert_eq!(gemm_tile(2048, 2048, 1), GEMM_BIG);
+        assert_eq!(gemm_tile(128, 128, 300), GEMM_BIG);
+        assert_eq!(gemm_variant(GEMM_SMALL), plain(Source::Gemm));
+        let (grid, block) = gemm_shape(GEMM_BIG, 129, 1, 70_000, "gemm").unwrap_or_default();
+        assert_eq!((grid, block), ([2, 1, 65535], [16, 16, 1]));
+    }
+
+    #[test]
     fn attention_buckets_fit_the_shared_memory_of_sm80() {
         assert!(ATT_BUCKETS.iter().all(|&d| attention_shared(d) <= 163 * 1024));
         assert_eq!(attention_shared(256), 84_224);
-        assert_eq!(variants().len(), 9);
+        assert_eq!(variants().len(), 10);
     }
 }
