@@ -14,7 +14,7 @@ use omnifuse_core::op::{Activation, Op, PoolKind};
 use omnifuse_core::{DType, Error, Result, Tensor};
 
 use crate::backend::CudaBackend;
-use crate::kernel::{Arg, Kernel, Source, Variant, blocks};
+use crate::kernel::{Arg, Kernel, Source, Variant};
 
 /// Threads per block of the 1-D kernels and of the row reductions (`PW_BLOCK`, `LAYOUT_BLOCK`,
 /// `CONV_BLOCK`, `WG` at their defaults).
@@ -162,7 +162,7 @@ fn run_1d(be: &CudaBackend, source: Source, symbol: String, args: &[Arg], n: usi
     let k = Kernel {
         variant: plain(source),
         symbol,
-        grid: [blocks(n, BLOCK).min(GRID_1D_MAX as u32), 1, 1],
+        grid: [n.div_ceil(BLOCK).min(GRID_1D_MAX) as u32, 1, 1],
         block: [BLOCK as u32, 1, 1],
         shared_bytes: 0,
     };
