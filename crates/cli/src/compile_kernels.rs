@@ -122,7 +122,7 @@ fn run_hip(args: &Args) -> Result<ExitCode> {
         // A memory spill (VGPRs to scratch) fails GEMM and attention; SGPRs spilled into
         // VGPR lanes cost no memory traffic and are only reported.
         let spill_free = ["gemm", "attention"].iter().any(|p| u.file.starts_with(p));
-        if spill_free && (u.vgpr_spill > 0 || u.scratch_bytes > 0) {
+        if spill_free && u.spills() {
             failures.push(format!("{} spills on {} ({} {})", u.name, u.arch, u.file, u.defines));
         }
         rows.push(vec![
