@@ -39,6 +39,7 @@ pub fn policy(batching: bool, max_batch: usize, max_delay: Duration) -> BatchPol
         max_delay: if batching { max_delay } else { Duration::ZERO },
         queue_capacity: 1 << 20,
         preferred_sizes: Vec::new(),
+        grouping: false,
     }
 }
 

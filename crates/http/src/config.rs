@@ -143,6 +143,7 @@ impl ServeConfig {
             max_delay: Duration::from_millis(self.batching.max_delay_ms),
             queue_capacity: self.batching.queue_capacity,
             preferred_sizes: Vec::new(),
+            grouping: false,
         }
     }
 
