@@ -29,6 +29,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("backend", "/backend"),
     ("precision", "/precision"),
     ("batching", "/batching"),
+    ("grouping", "/grouping"),
     ("workload", "/workload"),
     ("valid", "/valid"),
     ("cpu", "/machine/cpu"),

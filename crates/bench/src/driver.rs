@@ -2,11 +2,13 @@
 //! names a request of the pool and its scheduled send time; the executor runs a batch on the
 //! target and stamps when the batch started and ended, so latency is counted from the
 //! scheduled time whatever the queue did. Batching off is the same path with at most one
-//! request per batch.
+//! request per batch. Each job joins the group of its request's modality mix, so a policy
+//! with same-modality grouping on batches requests of one mix together.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use omnifuse_model::input::mix_key;
 use omnifuse_serve::{BatchPolicy, Batcher, Outcome, Ticket};
 
 use crate::record::Sample;
@@ -39,17 +41,22 @@ pub fn policy(batching: bool, max_batch: usize, max_delay: Duration) -> BatchPol
         max_delay: if batching { max_delay } else { Duration::ZERO },
         queue_capacity: 1 << 20,
         preferred_sizes: Vec::new(),
+        grouping: false,
     }
 }
 
 /// The target behind a batcher.
 pub struct Driver {
     batcher: Batcher<Job, Finished>,
+    /// Each pool request's modality mix ([`omnifuse_model::input::mix_key`]), the group it
+    /// joins when the policy groups by mix.
+    mixes: Vec<u64>,
 }
 
 impl Driver {
     /// Start a batcher with `policy` over `target`, answering requests from `pool`.
     pub fn new(target: Arc<dyn Target>, pool: Arc<Vec<Request>>, policy: BatchPolicy) -> Result<Self, String> {
+        let mixes = pool.iter().map(|r| mix_key(r)).collect();
         let exec = move |jobs: Vec<Job>| {
             let started = Instant::now();
             let batch: Vec<&Request> = jobs.iter().filter_map(|j| pool.get(j.request)).collect();
@@ -67,12 +74,13 @@ impl Driver {
             out.into_iter().map(|outcome| Finished { started, ended, batch: n, outcome }).collect()
         };
         let batcher = Batcher::new(policy, exec).map_err(|e| e.to_string())?;
-        Ok(Driver { batcher })
+        Ok(Driver { batcher, mixes })
     }
 
     /// Submit request `request`, due at `scheduled`.
     pub fn submit(&self, request: usize, scheduled: Instant) -> Pending {
-        match self.batcher.submit(Job { request, scheduled }, 1, 0, None) {
+        let mix = self.mixes.get(request).copied().unwrap_or(0);
+        match self.batcher.submit_in_group(Job { request, scheduled }, 1, 0, None, mix) {
             Ok(ticket) => Pending { request, scheduled, ticket: Ok(ticket) },
             Err(e) => Pending { request, scheduled, ticket: Err(format!("refused: {e}")) },
         }

@@ -61,10 +61,11 @@ pub fn render(report: &Report, run: &Run) -> String {
         &mut s,
         "batching",
         &format!(
-            "{} (max batch {}, max delay {} ms)",
+            "{} (max batch {}, max delay {} ms, same-modality grouping {})",
             if r.batching { "on" } else { "off" },
             r.batch_policy.max_batch,
-            r.batch_policy.max_delay_ms
+            r.batch_policy.max_delay_ms,
+            if r.grouping { "on" } else { "off" }
         ),
     );
     row(&mut s, "workload", &format!("{} (pool of {}, seed {})", r.workload, r.pool, r.seed));

@@ -27,6 +27,8 @@ pub struct Setup {
     pub precision: String,
     /// Whether dynamic batching was on.
     pub batching: bool,
+    /// Whether same-modality grouping was on (a batch holds requests of one modality mix).
+    pub grouping: bool,
     /// Most requests per batch with batching on.
     pub max_batch: usize,
     /// Longest queue delay with batching on, in milliseconds.
@@ -54,6 +56,8 @@ pub struct BatchSettings {
     pub max_batch: usize,
     /// Longest queue delay in milliseconds (0 with batching off).
     pub max_delay_ms: f64,
+    /// Same-modality grouping (false with batching off).
+    pub grouping: bool,
 }
 
 /// A run's report (the `--json` object).
@@ -69,6 +73,8 @@ pub struct Report {
     pub precision: String,
     /// Dynamic batching on or off.
     pub batching: bool,
+    /// Same-modality grouping on or off (off whenever batching is).
+    pub grouping: bool,
     /// The batcher's settings.
     pub batch_policy: BatchSettings,
     /// The workload.
@@ -167,9 +173,11 @@ impl Report {
             model: setup.model.clone(),
             precision: setup.precision.clone(),
             batching: setup.batching,
+            grouping: setup.batching && setup.grouping,
             batch_policy: BatchSettings {
                 max_batch: if setup.batching { setup.max_batch } else { 1 },
                 max_delay_ms: if setup.batching { setup.max_delay_ms } else { 0.0 },
+                grouping: setup.batching && setup.grouping,
             },
             workload: setup.workload.clone(),
             pool: setup.pool,
@@ -245,6 +253,7 @@ pub(crate) mod tests {
             "backend",
             "precision",
             "batching",
+            "grouping",
             "queries",
             "duration_s",
             "qps",
@@ -273,5 +282,10 @@ pub(crate) mod tests {
         assert_eq!(v["stages_ms"]["fuse"], 2.0);
         assert_eq!(v["valid"], true);
         assert_eq!(v["machine"]["cores"], 0);
+        assert_eq!((v["grouping"].clone(), v["batch_policy"]["grouping"].clone()), (false.into(), false.into()));
+        let grouped = Setup { grouping: true, ..setup };
+        let v: serde_json::Value =
+            serde_json::from_str(&Report::new(&grouped, &sample_run(), &criteria).to_json()).unwrap();
+        assert_eq!((v["grouping"].clone(), v["batch_policy"]["grouping"].clone()), (true.into(), true.into()));
     }
 }

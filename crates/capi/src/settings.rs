@@ -138,6 +138,7 @@ fn policy(max_batch: u64, max_tokens: u64, delay_us: u64, capacity: u64) -> Outc
         max_delay: Duration::from_micros(delay_us),
         queue_capacity: size(capacity),
         preferred_sizes: Vec::new(),
+        grouping: false,
     };
     p.validate().map_err(|e| Failure::invalid(e.to_string()))?;
     Ok(p)

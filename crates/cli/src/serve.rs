@@ -28,7 +28,7 @@ Without keys the server does not start unless --no-auth is given, which is allow
 loopback address only (or with --allow-insecure-bind).
 
 A --config file (TOML) may set: addr, max_body_bytes, request_timeout_ms, job_ttl_s, \
-max_jobs, max_indexes, max_index_entries, [batching] max_batch, max_delay_ms, queue_capacity, max_inputs, \
+max_jobs, max_indexes, max_index_entries, [batching] max_batch, max_delay_ms, queue_capacity, max_inputs, grouping, \
 [auth] api_keys_file, no_auth, allow_insecure_bind. Flags override it.
 
 Example:
@@ -67,6 +67,11 @@ pub struct Args {
     /// Longest the first request of a batch waits for others, in ms [default: 5].
     #[arg(long)]
     max_delay_ms: Option<u64>,
+    /// Same-modality grouping: on, a batch holds requests of one modality mix (a request that
+    /// has waited --max-delay-ms still leaves in the next batch whatever its mix); off, mixes
+    /// share batches [default: off].
+    #[arg(long, value_parser = ["on", "off"])]
+    grouping: Option<String>,
     /// Most requests waiting; more are refused with 503 [default: 1024].
     #[arg(long)]
     queue_capacity: Option<usize>,
@@ -107,6 +112,9 @@ fn settings(a: &Args) -> Result<ServeConfig, String> {
     set(&mut c.batching.queue_capacity, a.queue_capacity);
     if let Some(v) = a.max_delay_ms {
         c.batching.max_delay_ms = v;
+    }
+    if let Some(v) = &a.grouping {
+        c.batching.grouping = v == "on";
     }
     if let Some(v) = a.request_timeout_ms {
         c.request_timeout_ms = v;

@@ -53,6 +53,9 @@ pub struct BatchingConfig {
     pub queue_capacity: usize,
     /// Most inputs per batch, all requests together (a single larger request runs alone).
     pub max_inputs: usize,
+    /// Same-modality grouping: a batch holds requests of one modality mix (requests that have
+    /// waited `max_delay_ms` still leave in the next batch, whatever their mix).
+    pub grouping: bool,
 }
 
 /// `[auth]`.
@@ -92,6 +95,7 @@ impl Default for BatchingConfig {
             max_delay_ms: p.max_delay.as_millis() as u64,
             queue_capacity: p.queue_capacity,
             max_inputs: 1024,
+            grouping: p.grouping,
         }
     }
 }
@@ -143,6 +147,7 @@ impl ServeConfig {
             max_delay: Duration::from_millis(self.batching.max_delay_ms),
             queue_capacity: self.batching.queue_capacity,
             preferred_sizes: Vec::new(),
+            grouping: self.batching.grouping,
         }
     }
 
@@ -167,6 +172,8 @@ mod tests {
         assert_eq!(c.policy().max_delay, Duration::from_millis(20));
         assert!(c.auth.no_auth);
         assert_eq!(c.batching.queue_capacity, BatchingConfig::default().queue_capacity);
+        assert!(!c.policy().grouping, "grouping is off unless asked");
+        assert!(ServeConfig::from_toml("[batching]\ngrouping = true\n").unwrap().policy().grouping);
         let e = ServeConfig::from_toml("[batching]\nmax_batch = 0\n").unwrap_err();
         assert!(e.0.contains("max_batch"), "{e}");
         let e = ServeConfig::from_toml("max_jobs = 0\n").unwrap_err();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use omnifuse_model::input::RawInput;
+use omnifuse_model::input::{RawInput, mix_key};
 use omnifuse_model::output::Response;
 use omnifuse_model::request::Parameters;
 use omnifuse_model::{Error, Model};
@@ -188,12 +188,13 @@ impl ServedModel {
     pub fn submit(&self, inputs: Vec<RawInput>, params: Parameters) -> ApiResult<Submitted> {
         let progress = Arc::new(Progress::default());
         let tokens = inputs.len().max(1);
+        let mix = mix_key(&inputs);
         let submitted = Instant::now();
         let (tx, answer) = oneshot::channel();
         let reply = Reply { tx: Some(tx), deadline: self.timeout.map(|t| submitted + t) };
         let work = Work { inputs, params, progress: progress.clone(), submitted, reply };
         // The answer comes down the one-shot channel; the batcher's own ticket is not needed.
-        let _ticket = self.batcher.submit(work, tokens, 0, self.timeout).map_err(|e| {
+        let _ticket = self.batcher.submit_in_group(work, tokens, 0, self.timeout, mix).map_err(|e| {
             self.stats.record_refused();
             let e = ApiError::from_submit(&e);
             self.monitor.record_error(e.status.as_u16());

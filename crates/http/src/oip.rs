@@ -178,6 +178,7 @@ pub async fn model_config(State(state): State<AppState>, Path(name): Path<String
         "parameters": {
             "backend_device": {"string_value": m.model().backend_name()},
             "max_batch_requests": {"string_value": p.max_batch.to_string()},
+            "same_modality_grouping": {"string_value": p.grouping.to_string()},
         },
     })))
 }

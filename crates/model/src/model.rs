@@ -1,7 +1,9 @@
 //! The model as a whole: loads a model directory (or a built-in preset), uploads its weights
 //! to the backend once, and answers requests — detect and preprocess every input, encode each
 //! with its modality's encoder (layer 1), fuse all tokens (layer 2), run the asked heads on
-//! the one fused sequence (layer 3) — timing each layer.
+//! the one fused sequence (layer 3) — timing each layer. In a batch every layer runs over all
+//! requests together: encoders by modality, fusion over packed sequences, and each head once
+//! (one GEMM over a row per request; generation decodes the batch in lockstep).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -311,10 +313,12 @@ impl Model {
             .unwrap_or_else(|| Err(Error::Request("internal: a batch of one gave no answer".into())))
     }
 
-    /// Answer several requests together: each is checked, preprocessed and encoded on its
-    /// own (a bad request fails alone), then all the good ones are fused in one pass — one
-    /// packed sequence per request, so none sees another — and each asked head answers each
-    /// request from its rows. Fusion time in each response is the whole batch's.
+    /// Answer several requests together: each is checked and preprocessed on its own (a bad
+    /// request fails alone), encoded by modality across the batch, then all the good ones are
+    /// fused in one pass — one packed sequence per request, so none sees another — and each
+    /// asked head runs once over the requests asking it (classification and retrieval: one
+    /// GEMM over a pooled row per request; generation: a lockstep decode). Fusion and head
+    /// times in each response are the whole batch's.
     pub fn run_batch(&self, requests: &[(&[RawInput], &Parameters)]) -> Vec<Result<Response>> {
         let start = Instant::now();
         let mut staged: Vec<Result<Staged<'_>>> =
@@ -344,6 +348,7 @@ impl Model {
             }
         }
         self.generate_batched(&mut staged, requests);
+        self.heads_batched(&mut staged);
         staged.into_iter().zip(requests).map(|(s, (_, params))| s.and_then(|s| self.answer(s, params, start))).collect()
     }
 
@@ -404,6 +409,95 @@ impl Model {
                     }
                 }
             }
+        }
+    }
+
+    /// Layer 3's classification and retrieval heads for every fused request of a batch at
+    /// once: per head, the pooled rows of all requests asking it go through one GEMM (one row
+    /// per request, or per request and input for retrieval), and each request is charged the
+    /// pass's time. If the pass fails, those requests are left to the one-request path, so
+    /// only a request at fault fails.
+    fn heads_batched(&self, staged: &mut [Result<Staged<'_>>]) {
+        for h in &self.config.heads {
+            if !matches!(h.kind, HeadKind::Classification { .. } | HeadKind::Retrieval { .. }) {
+                continue;
+            }
+            let members: Vec<usize> = (0..staged.len())
+                .filter(|&i| {
+                    staged[i].as_ref().is_ok_and(|s| s.z.is_some() && s.heads.iter().any(|x| x.name == h.name))
+                })
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            let t0 = Instant::now();
+            let fused: Vec<(Tensor, Vec<(usize, usize)>)> = members
+                .iter()
+                .filter_map(|&i| staged[i].as_ref().ok())
+                .filter_map(|s| s.z.clone().map(|z| (z, spans(&s.encoded))))
+                .collect();
+            let Ok(results) = self.heads_for(h, &fused) else { continue };
+            let took = ms(t0);
+            if results.len() != members.len() {
+                continue;
+            }
+            for (&i, r) in members.iter().zip(results) {
+                if let Ok(s) = &mut staged[i] {
+                    s.answered.insert(h.name.clone(), (Ok(r), took));
+                }
+            }
+        }
+    }
+
+    /// A classification or retrieval head over several fused requests `(z, spans)` in one
+    /// graph: one answer per request, in order.
+    fn heads_for(&self, h: &HeadConfig, fused: &[(Tensor, Vec<(usize, usize)>)]) -> Result<Vec<HeadResult>> {
+        let mut b = self.builder();
+        let zs: Vec<ValueId> = fused.iter().map(|(z, _)| b.device(z.clone())).collect();
+        match &h.kind {
+            HeadKind::Classification { labels, pool } => {
+                let probs = heads::classification_batch(&mut b, &zs, &h.name, *pool)?;
+                let out = b.run(&self.backend, &[probs])?;
+                let all = to_f32(&self.backend, &out[0])?;
+                let width = all.len() / fused.len().max(1);
+                if width == 0 || width * fused.len() != all.len() {
+                    return Err(Error::Request(format!(
+                        "internal: classification gave {} values for {} requests",
+                        all.len(),
+                        fused.len()
+                    )));
+                }
+                Ok(all
+                    .chunks(width)
+                    .map(|p| {
+                        let probabilities = p.to_vec();
+                        let best = probabilities
+                            .iter()
+                            .enumerate()
+                            .fold(0, |best, (i, &x)| if x > probabilities[best] { i } else { best });
+                        let label = labels.get(best).cloned().unwrap_or_default();
+                        HeadResult::Classification { label, labels: labels.clone(), probabilities }
+                    })
+                    .collect())
+            }
+            HeadKind::Retrieval { .. } => {
+                let requests: Vec<(ValueId, &[(usize, usize)])> =
+                    zs.iter().zip(fused).map(|(&z, (_, sp))| (z, sp.as_slice())).collect();
+                let emb = heads::retrieval_batch(&mut b, &requests, &h.name)?;
+                let out = b.run(&self.backend, &[emb])?;
+                let mut rows = heads::retrieval_rows(&self.backend, &out[0])?.into_iter();
+                let mut answers = Vec::with_capacity(fused.len());
+                for (_, sp) in fused {
+                    let mut mine: Vec<Vec<f32>> = rows.by_ref().take(1 + sp.len()).collect();
+                    if mine.len() != 1 + sp.len() {
+                        return Err(Error::Request("internal: retrieval gave too few rows".into()));
+                    }
+                    let fused_row = mine.remove(0);
+                    answers.push(HeadResult::Retrieval { fused: fused_row, inputs: mine, matches: None });
+                }
+                Ok(answers)
+            }
+            HeadKind::Generation { .. } => Err(Error::Request("internal: generation is not a one-pass head".into())),
         }
     }
 
@@ -556,12 +650,7 @@ impl Model {
     fn answer(&self, s: Staged<'_>, params: &Parameters, start: Instant) -> Result<Response> {
         let z = s.z.ok_or_else(|| Error::Request("internal: request was not fused".into()))?;
         let mut timing = s.timing;
-        let mut spans = Vec::with_capacity(s.encoded.len());
-        let mut at = 0;
-        for e in &s.encoded {
-            spans.push((at, at + e.len()));
-            at += e.len();
-        }
+        let spans = spans(&s.encoded);
         let mut results = BTreeMap::new();
         let mut answered = s.answered;
         for h in s.heads {
@@ -647,36 +736,17 @@ impl Model {
             .collect())
     }
 
+    /// One head for one fused request (the batched pass's fallback, and generation alone).
     fn head(&self, h: &HeadConfig, z: &Tensor, spans: &[(usize, usize)], params: &Parameters) -> Result<HeadResult> {
-        let mut b = self.builder();
-        let zv = b.device(z.clone());
-        match &h.kind {
-            HeadKind::Classification { labels, pool } => {
-                let probs = heads::classification(&mut b, zv, &h.name, *pool)?;
-                let out = b.run(&self.backend, &[probs])?;
-                let probabilities = to_f32(&self.backend, &out[0])?;
-                let best = probabilities
-                    .iter()
-                    .enumerate()
-                    .fold(0, |best, (i, &p)| if p > probabilities[best] { i } else { best });
-                let label = labels.get(best).cloned().unwrap_or_default();
-                Ok(HeadResult::Classification { label, labels: labels.clone(), probabilities })
-            }
-            HeadKind::Retrieval { .. } => {
-                let emb = heads::retrieval(&mut b, zv, &h.name, spans)?;
-                let out = b.run(&self.backend, &[emb])?;
-                let mut rows = heads::retrieval_rows(&self.backend, &out[0])?;
-                let fused = if rows.is_empty() { Vec::new() } else { rows.remove(0) };
-                Ok(HeadResult::Retrieval { fused, inputs: rows, matches: None })
-            }
-            HeadKind::Generation { .. } => {
-                let (shape, max_tokens) =
-                    self.decoder(h).ok_or_else(|| Error::Request("internal: not a generation head".into()))?;
-                let g =
-                    generate::generate(&self.backend, &self.weights, &h.name, shape, z, sampling(params, max_tokens))?;
-                Ok(generated(g))
-            }
+        if let HeadKind::Generation { .. } = &h.kind {
+            let (shape, max_tokens) =
+                self.decoder(h).ok_or_else(|| Error::Request("internal: not a generation head".into()))?;
+            let g = generate::generate(&self.backend, &self.weights, &h.name, shape, z, sampling(params, max_tokens))?;
+            return Ok(generated(g));
         }
+        self.heads_for(h, &[(z.clone(), spans.to_vec())])?
+            .pop()
+            .ok_or_else(|| Error::Request(format!("internal: head {} gave no answer", h.name)))
     }
 }
 
@@ -695,6 +765,17 @@ fn generated(g: generate::Generated) -> HeadResult {
     let bytes: Vec<u8> = g.tokens.iter().filter_map(|&t| u8::try_from(t).ok()).collect();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     HeadResult::Generation { tokens: g.tokens, text, logprobs: g.logprobs }
+}
+
+/// Each input's rows `(start, end)` in a request's fused sequence.
+fn spans(encoded: &[Encoded]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::with_capacity(encoded.len());
+    let mut at = 0;
+    for e in encoded {
+        spans.push((at, at + e.len()));
+        at += e.len();
+    }
+    spans
 }
 
 fn ms(t: Instant) -> f64 {

@@ -132,3 +132,47 @@ fn a_bad_request_fails_alone_in_its_batch() {
     let err = out[1].as_ref().err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("max_tokens 100000"), "{err}");
 }
+
+/// Requests of every mix asking only the one-pass heads: each head runs once over the batch
+/// (one GEMM over a pooled row per request, so every request is charged the same pass), and
+/// each request's answer matches its answer alone within 1e-5 relative — in FP32 and in INT8
+/// (whose inputs are quantised per row, so a row's neighbours do not change it).
+#[test]
+fn classification_and_retrieval_heads_run_once_per_batch_and_match_alone() {
+    let pixels: Vec<u8> = (0..40 * 30 * 3).map(|i| (i * 13 % 253) as u8).collect();
+    let tone: Vec<f32> = (0..6000).map(|i| (i as f32 * 0.11).sin() * 0.2).collect();
+    let image = |rev: bool| RawInput::Pixels {
+        height: 30,
+        width: 40,
+        data: PixelData::U8(if rev { pixels.iter().rev().copied().collect() } else { pixels.clone() }),
+    };
+    let requests: Vec<Vec<RawInput>> = vec![
+        vec![RawInput::Text("a red car on the street".into())],
+        vec![image(false)],
+        vec![RawInput::Text("what sound is that".into()), RawInput::Pcm { samples: tone.clone(), sample_rate: 16_000 }],
+        vec![RawInput::Text("lights".into())],
+        vec![image(true), RawInput::Pcm { samples: tone[..3001].to_vec(), sample_rate: 16_000 }],
+        vec![RawInput::Frames(vec![frame(5), frame(6)]), RawInput::Text("city at night".into())],
+        vec![RawInput::Text("two".into()), RawInput::Text("texts".into()), image(false)],
+    ];
+    for precision in [omnifuse_model::Precision::Fp32, omnifuse_model::Precision::Int8] {
+        let backend: Arc<dyn Backend> = Arc::new(CpuBackend::fast().unwrap());
+        let model = Model::preset_in("omni-small", backend, precision).unwrap();
+        let params = Parameters { tasks: vec!["classification".into(), "retrieval".into()], ..Parameters::default() };
+        let alone: Vec<_> = requests.iter().map(|r| model.run(r, &params).unwrap()).collect();
+        let jobs: Vec<(&[RawInput], &Parameters)> = requests.iter().map(|r| (r.as_slice(), &params)).collect();
+        let batched: Vec<_> = model.run_batch(&jobs).into_iter().map(|r| r.unwrap()).collect();
+        let heads: Vec<&String> = alone[0].heads.keys().collect();
+        assert!(heads.len() >= 2, "{precision}: a classification and a retrieval head: {heads:?}");
+        for (a, b) in alone.iter().zip(&batched) {
+            assert_eq!(a.heads.keys().collect::<Vec<_>>(), heads);
+            for (name, r) in &a.heads {
+                same(r, &b.heads[name]);
+            }
+        }
+        for name in heads {
+            let times: Vec<f64> = batched.iter().map(|r| r.timing_ms.heads[name]).collect();
+            assert!(times.iter().all(|&t| t == times[0]), "{precision}: head {name} ran once per batch: {times:?}");
+        }
+    }
+}

@@ -116,12 +116,27 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
 
     /// Admit a request of `tokens` tokens at `priority` (higher runs first), answered with a
     /// timeout if it has not started within `timeout`. Refused at once when the queue is full.
+    /// It joins group 0 (see [`Batcher::submit_in_group`]).
     pub fn submit(
         &self,
         payload: T,
         tokens: usize,
         priority: u8,
         timeout: Option<Duration>,
+    ) -> Result<Ticket<R>, SubmitError> {
+        self.submit_in_group(payload, tokens, priority, timeout, 0)
+    }
+
+    /// [`Batcher::submit`] for a request of group `group`: with the policy's grouping on, a
+    /// batch holds one group's requests (plus any that have waited the maximum delay); a
+    /// request's modality mix is the usual key.
+    pub fn submit_in_group(
+        &self,
+        payload: T,
+        tokens: usize,
+        priority: u8,
+        timeout: Option<Duration>,
+        group: u64,
     ) -> Result<Ticket<R>, SubmitError> {
         let (tx, rx) = mpsc::channel();
         let mut st = self.shared.lock();
@@ -130,7 +145,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
         }
         let now = self.shared.origin.elapsed();
         let deadline = timeout.map(|t| now + t);
-        match st.queue.push(now, (payload, tx), tokens, priority, deadline) {
+        match st.queue.push_in_group(now, (payload, tx), tokens, priority, deadline, group) {
             Ok(_) => {
                 drop(st);
                 self.shared.wake.notify_one();

@@ -1,7 +1,8 @@
 //! Serving pieces of omnifuse. Today: the dynamic batcher — a bounded queue whose batches close
 //! on a token budget, a request count or a maximum queue delay, whichever comes first, with
 //! priority levels (FIFO within a level), per-request deadlines (expired requests are answered
-//! with a timeout, never run) and refusal at admission when full.
+//! with a timeout, never run), refusal at admission when full, and optional same-modality
+//! grouping (a batch holds requests of one group key, such as a modality mix).
 //!
 //! The batching decisions live in [`queue::Queue`], a state machine driven by explicit times,
 //! so its guarantees are tested deterministically on a virtual clock; [`batcher::Batcher`] runs

@@ -18,6 +18,12 @@ pub struct BatchPolicy {
     /// size between two of them, it is cut down to the largest preferred size that fits. Empty:
     /// no preference.
     pub preferred_sizes: Vec<usize>,
+    /// Same-modality grouping: a batch holds the requests of one group (the key given at
+    /// admission, e.g. a request's modality mix) — the group of the first request in service
+    /// order, or any group that fills a batch on its own. Requests that have waited
+    /// `max_delay` still leave in the next batch whatever their group, so the delay bound is
+    /// kept. Off: groups are ignored.
+    pub grouping: bool,
 }
 
 impl Default for BatchPolicy {
@@ -28,6 +34,7 @@ impl Default for BatchPolicy {
             max_delay: Duration::from_millis(5),
             queue_capacity: 1024,
             preferred_sizes: Vec::new(),
+            grouping: false,
         }
     }
 }

@@ -9,6 +9,13 @@
 //! tokens (a single request over the token budget still runs, alone). It closes when full, when
 //! the next request does not fit its token budget, or when its oldest request has waited
 //! `max_delay`.
+//!
+//! With [`BatchPolicy::grouping`] on, every request carries a group key (a modality mix, say)
+//! and a batch is drawn from one group: the group of the first request in service order, or,
+//! when that group cannot fill a batch yet, the first other group (in service order) that can.
+//! Overdue requests are the exception: they always go first, whatever their group, so the
+//! delay bound holds as it does without grouping. Within a group the order of service is the
+//! one above; requests of other groups keep their places.
 
 use std::time::Duration;
 
@@ -60,6 +67,7 @@ struct Waiting<T> {
     priority: u8,
     deadline: Option<Duration>,
     enqueued: Duration,
+    group: u64,
 }
 
 /// The waiting requests and the policy that batches them.
@@ -93,7 +101,7 @@ impl<T> Queue<T> {
     }
 
     /// Admit a request of `tokens` tokens at time `now`, or refuse it at once when the queue is
-    /// full. `deadline` is an absolute time on the same clock.
+    /// full. `deadline` is an absolute time on the same clock. It joins group 0.
     pub fn push(
         &mut self,
         now: Duration,
@@ -102,12 +110,26 @@ impl<T> Queue<T> {
         priority: u8,
         deadline: Option<Duration>,
     ) -> Admission<T> {
+        self.push_in_group(now, payload, tokens, priority, deadline, 0)
+    }
+
+    /// [`Queue::push`] for a request of group `group` (what same-modality grouping batches
+    /// by; ignored when the policy's grouping is off).
+    pub fn push_in_group(
+        &mut self,
+        now: Duration,
+        payload: T,
+        tokens: usize,
+        priority: u8,
+        deadline: Option<Duration>,
+        group: u64,
+    ) -> Admission<T> {
         if self.waiting.len() >= self.policy.queue_capacity {
             return Err(Refused { payload, waiting: self.waiting.len(), capacity: self.policy.queue_capacity });
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.waiting.push(Waiting { id, payload, tokens, priority, deadline, enqueued: now });
+        self.waiting.push(Waiting { id, payload, tokens, priority, deadline, enqueued: now, group });
         Ok(id)
     }
 
@@ -137,23 +159,12 @@ impl<T> Queue<T> {
                 .then(x.enqueued.cmp(&y.enqueued))
                 .then(x.id.cmp(&y.id))
         });
-        // Fill a batch in service order.
-        let (mut take, mut tokens, mut full) = (Vec::new(), 0usize, false);
-        for &k in &order {
-            let t = self.waiting[k].tokens;
-            if take.len() == self.policy.max_batch {
-                full = true;
-                break;
-            }
-            if !take.is_empty() && tokens + t > self.policy.max_tokens {
-                full = true;
-                break;
-            }
-            take.push(k);
-            tokens += t;
-        }
-        full |= take.len() == self.policy.max_batch || tokens >= self.policy.max_tokens;
         let due = now >= oldest + delay;
+        let (mut take, full) = if self.policy.grouping {
+            self.fill_grouped(&order, due, &overdue)
+        } else {
+            self.fill(order.iter().copied())
+        };
         if !full && !due {
             let wake = self.waiting.iter().filter_map(|w| w.deadline).fold(oldest + delay, Duration::min);
             return Poll { expired, decision: Decision::WaitUntil(wake) };
@@ -181,6 +192,56 @@ impl<T> Queue<T> {
         batch.sort_by_key(|b| b.0);
         Poll { expired, decision: Decision::Run(batch.into_iter().map(|(_, id, p)| (id, p)).collect()) }
     }
+
+    /// Fill a batch from `candidates` (indices into `waiting`, in service order): the batch
+    /// and whether it is full (the request count or the token budget reached, or the next
+    /// candidate does not fit).
+    fn fill(&self, candidates: impl Iterator<Item = usize>) -> (Vec<usize>, bool) {
+        let (mut take, mut tokens, mut full) = (Vec::new(), 0usize, false);
+        for k in candidates {
+            let t = self.waiting[k].tokens;
+            if take.len() == self.policy.max_batch {
+                full = true;
+                break;
+            }
+            if !take.is_empty() && tokens + t > self.policy.max_tokens {
+                full = true;
+                break;
+            }
+            take.push(k);
+            tokens += t;
+        }
+        full |= take.len() == self.policy.max_batch || tokens >= self.policy.max_tokens;
+        (take, full)
+    }
+
+    /// Fill a batch of one group: the lead group's (the first request's in service order,
+    /// with every overdue request of any group ahead of it) when it is full or `due`; else the
+    /// first other group, in service order, that fills a batch alone; else the lead's
+    /// (not full: the caller waits).
+    fn fill_grouped(&self, order: &[usize], due: bool, overdue: &dyn Fn(&Waiting<T>) -> bool) -> (Vec<usize>, bool) {
+        let mut groups: Vec<u64> = Vec::new();
+        for &k in order {
+            let g = self.waiting[k].group;
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
+        let of =
+            |g: u64| order.iter().copied().filter(move |&k| self.waiting[k].group == g || overdue(&self.waiting[k]));
+        let Some((&lead, others)) = groups.split_first() else { return (Vec::new(), false) };
+        let (take, full) = self.fill(of(lead));
+        if full || due {
+            return (take, full);
+        }
+        for &g in others {
+            let (other, other_full) = self.fill(of(g));
+            if other_full {
+                return (other, true);
+            }
+        }
+        (take, false)
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +259,7 @@ mod tests {
             max_delay: ms(delay_ms),
             queue_capacity: capacity,
             preferred_sizes: Vec::new(),
+            grouping: false,
         }
     }
 
@@ -278,6 +340,77 @@ mod tests {
             q.push(ms(0), 0, 1, 0, None).unwrap();
         }
         assert_eq!(ids(q.poll(ms(10)).decision).len(), 3, "all three are overdue: no cut");
+    }
+
+    fn grouped(max_batch: usize, delay_ms: u64) -> BatchPolicy {
+        BatchPolicy { grouping: true, ..policy(max_batch, 1000, delay_ms, 64) }
+    }
+
+    const TEXT: u64 = 1;
+    const IMAGE: u64 = 2;
+    const AUDIO: u64 = 4;
+
+    #[test]
+    fn grouping_draws_a_batch_from_one_mix_and_leaves_the_others_in_order() {
+        let mut q = Queue::new(grouped(8, 10)).unwrap();
+        for (t, g) in [(0, TEXT), (1, IMAGE), (2, TEXT), (3, IMAGE), (4, TEXT)] {
+            q.push_in_group(ms(t), t, 1, 0, None, g).unwrap();
+        }
+        assert_eq!(q.poll(ms(5)).decision, Decision::WaitUntil(ms(10)), "no group full, none due");
+        assert_eq!(ids(q.poll(ms(10)).decision), vec![0, 2, 4], "the oldest request's mix, FIFO");
+        assert_eq!(q.poll(ms(10)).decision, Decision::WaitUntil(ms(11)), "the images keep their own delay");
+        assert_eq!(ids(q.poll(ms(11)).decision), vec![1, 3]);
+        // Off: the same arrivals make one mixed batch.
+        let mut q = Queue::new(policy(8, 1000, 10, 64)).unwrap();
+        for (t, g) in [(0, TEXT), (1, IMAGE), (2, TEXT)] {
+            q.push_in_group(ms(t), t, 1, 0, None, g).unwrap();
+        }
+        assert_eq!(ids(q.poll(ms(10)).decision), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_full_group_runs_at_once_and_a_lone_rare_mix_still_leaves_on_its_delay() {
+        let mut q = Queue::new(grouped(2, 10)).unwrap();
+        q.push_in_group(ms(0), "rare", 1, 0, None, IMAGE | AUDIO).unwrap();
+        q.push_in_group(ms(1), "t1", 1, 0, None, TEXT).unwrap();
+        assert_eq!(q.poll(ms(1)).decision, Decision::WaitUntil(ms(10)));
+        q.push_in_group(ms(2), "t2", 1, 0, None, TEXT).unwrap();
+        assert_eq!(ids(q.poll(ms(2)).decision), vec![1, 2], "the text group is full: it runs");
+        q.push_in_group(ms(3), "t3", 1, 0, None, TEXT).unwrap();
+        assert_eq!(q.poll(ms(3)).decision, Decision::WaitUntil(ms(10)), "the rare request's bound");
+        let p = q.poll(ms(10));
+        assert_eq!(ids(p.decision), vec![0], "alone, at its delay, before the younger text request");
+        assert_eq!(ids(q.poll(ms(13)).decision), vec![3]);
+    }
+
+    #[test]
+    fn overdue_requests_of_every_mix_leave_together_under_grouping() {
+        let mut q = Queue::new(grouped(8, 10)).unwrap();
+        for (t, g) in [(0, TEXT), (0, IMAGE), (0, AUDIO), (5, TEXT), (5, IMAGE)] {
+            q.push_in_group(ms(t), t, 1, 0, None, g).unwrap();
+        }
+        assert_eq!(ids(q.poll(ms(10)).decision), vec![0, 1, 2, 3], "all overdue, then the lead's mix");
+        assert_eq!(ids(q.poll(ms(15)).decision), vec![4]);
+    }
+
+    #[test]
+    fn grouping_keeps_priorities_deadlines_and_refusal() {
+        let mut q = Queue::new(BatchPolicy { queue_capacity: 4, ..grouped(2, 10) }).unwrap();
+        q.push_in_group(ms(0), "low-text", 1, 0, None, TEXT).unwrap();
+        q.push_in_group(ms(1), "high-image", 1, 5, Some(ms(4)), IMAGE).unwrap();
+        q.push_in_group(ms(2), "high-text", 1, 5, None, TEXT).unwrap();
+        q.push_in_group(ms(3), "low-image", 1, 0, None, IMAGE).unwrap();
+        assert!(q.push_in_group(ms(3), "refused", 1, 0, None, TEXT).is_err(), "capacity holds");
+        // Both groups are full (2 each); the lead is the high-priority image request.
+        assert_eq!(ids(q.poll(ms(3)).decision), vec![1, 3], "lead group, higher level first");
+        assert_eq!(ids(q.poll(ms(3)).decision), vec![2, 0], "then the text group, high before low");
+        let mut q = Queue::new(grouped(4, 10)).unwrap();
+        q.push_in_group(ms(0), "a", 1, 0, Some(ms(3)), TEXT).unwrap();
+        q.push_in_group(ms(1), "b", 1, 0, None, IMAGE).unwrap();
+        assert_eq!(q.poll(ms(2)).decision, Decision::WaitUntil(ms(3)), "wakes for the deadline");
+        let p = q.poll(ms(3));
+        assert_eq!(p.expired.iter().map(|e| e.1).collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(p.decision, Decision::WaitUntil(ms(11)));
     }
 
     #[test]

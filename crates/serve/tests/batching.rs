@@ -16,27 +16,34 @@ use proptest::prelude::*;
 /// Run arrivals (sorted times, µs) through the queue with an executor that takes `exec` per
 /// batch; returns each request's wait (µs) from arrival to the start of its batch.
 fn simulate(policy: BatchPolicy, arrivals: &[u64], exec: u64) -> Vec<u64> {
+    simulate_groups(policy, arrivals, &vec![0; arrivals.len()], exec).0
+}
+
+/// [`simulate`] with a group per arrival; also returns every batch (request indices, in order).
+fn simulate_groups(policy: BatchPolicy, arrivals: &[u64], groups: &[u64], exec: u64) -> (Vec<u64>, Vec<Vec<usize>>) {
     let us = Duration::from_micros;
     let mut q = Queue::new(policy).expect("valid policy");
     let mut waits = vec![u64::MAX; arrivals.len()];
+    let mut batches = Vec::new();
     let (mut next, mut now, mut free_at) = (0usize, 0u64, 0u64);
     loop {
         while next < arrivals.len() && arrivals[next] <= now {
-            q.push(us(arrivals[next]), next, 1, 0, None).expect("capacity is ample");
+            q.push_in_group(us(arrivals[next]), next, 1, 0, None, groups[next]).expect("capacity is ample");
             next += 1;
         }
         let mut wake = u64::MAX;
         if now >= free_at {
             match q.poll(us(now)).decision {
                 Decision::Run(batch) => {
-                    for (_, i) in batch {
+                    for &(_, i) in &batch {
                         waits[i] = now - arrivals[i];
                     }
+                    batches.push(batch.into_iter().map(|(_, i)| i).collect());
                     free_at = now + exec;
                     wake = free_at;
                 }
                 Decision::WaitUntil(t) => wake = t.as_micros() as u64,
-                Decision::Idle if next == arrivals.len() => return waits,
+                Decision::Idle if next == arrivals.len() => return (waits, batches),
                 Decision::Idle => {}
             }
         } else {
@@ -68,10 +75,45 @@ proptest! {
             max_delay: Duration::from_micros(delay),
             queue_capacity: 4096,
             preferred_sizes: vec![],
+            grouping: false,
         };
         let waits = simulate(policy, &arrivals, exec);
         for (i, w) in waits.iter().enumerate() {
             prop_assert!(*w <= delay + exec, "request {i} waited {w} µs > {delay} + {exec}");
+        }
+    }
+
+    /// Same-modality grouping keeps the bound under the same load, whatever the mixes (rare
+    /// ones included), and a batch holds one mix apart from requests already overdue.
+    #[test]
+    fn grouping_keeps_the_delay_bound_and_batches_one_mix(
+        max_batch in 1usize..9,
+        delay in 100u64..5000,
+        exec in 100u64..20000,
+        arrivals in prop::collection::vec((0u64..20000, 0u64..4), 1..200),
+    ) {
+        let min_gap = (delay + exec) / max_batch as u64 + 1;
+        let mut t = 0;
+        let times: Vec<u64> = arrivals.iter().map(|(g, _)| { t += min_gap + g; t }).collect();
+        // Mix 3 is rare: one request in about twenty.
+        let groups: Vec<u64> = arrivals.iter().enumerate().map(|(i, &(_, g))| if i % 20 == 7 { 3 } else { g % 3 }).collect();
+        let policy = BatchPolicy {
+            max_batch,
+            max_tokens: 1 << 20,
+            max_delay: Duration::from_micros(delay),
+            queue_capacity: 4096,
+            preferred_sizes: vec![],
+            grouping: true,
+        };
+        let (waits, batches) = simulate_groups(policy, &times, &groups, exec);
+        for (i, w) in waits.iter().enumerate() {
+            prop_assert!(*w <= delay + exec, "request {i} (mix {}) waited {w} µs > {delay} + {exec}", groups[i]);
+        }
+        for b in &batches {
+            let start = times[b[0]] + waits[b[0]];
+            let mixes: std::collections::BTreeSet<u64> =
+                b.iter().filter(|&&i| start < times[i] + delay).map(|&i| groups[i]).collect();
+            prop_assert!(mixes.len() <= 1, "batch {b:?} mixes groups {mixes:?} among requests not yet overdue");
         }
     }
 }
@@ -147,4 +189,47 @@ fn a_wrong_result_count_fails_the_batch_instead_of_misrouting() {
             other => panic!("expected a failed batch, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn the_threaded_batcher_groups_by_mix_and_answers_everyone() {
+    // Held at a gate while 12 requests of three mixes queue up; then each batch holds one mix
+    // (four of each: every group fills a batch).
+    let (tx, rx) = mpsc::channel::<()>();
+    let rx = Arc::new(Mutex::new(rx));
+    let seen = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
+    let record = seen.clone();
+    let exec = move |xs: Vec<u32>| {
+        let _ = rx.lock().map(|r| r.recv());
+        if let Ok(mut s) = record.lock() {
+            s.push(xs.clone());
+        }
+        xs
+    };
+    // A long delay, so every batch below closes on count, however slow the machine.
+    let policy =
+        BatchPolicy { max_batch: 4, max_delay: Duration::from_secs(30), grouping: true, ..BatchPolicy::default() };
+    let b = Batcher::new(policy, exec).expect("batcher");
+    // The first request fills the token budget alone, so it starts (and blocks) at once.
+    let first = b.submit_in_group(999, 8192, 0, None, 9).expect("admitted");
+    while b.waiting() > 0 {
+        std::thread::yield_now();
+    }
+    // Payload = mix * 100 + serial, so a batch's mixes can be read back from its payloads.
+    let tickets: Vec<_> = (0..12u32)
+        .map(|i| (i, b.submit_in_group((i % 3) * 100 + i, 1, 0, None, u64::from(i % 3)).expect("a")))
+        .collect();
+    for _ in 0..16 {
+        let _ = tx.send(());
+    }
+    assert_eq!(first.wait(), Outcome::Done(999));
+    for (i, t) in tickets {
+        assert_eq!(t.wait(), Outcome::Done((i % 3) * 100 + i));
+    }
+    let batches = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    for batch in &batches[1..] {
+        let mixes: std::collections::BTreeSet<u32> = batch.iter().map(|x| x / 100).collect();
+        assert_eq!(mixes.len(), 1, "one mix per batch: {batches:?}");
+    }
+    assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 13);
 }

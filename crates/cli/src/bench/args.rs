@@ -39,6 +39,12 @@ pub struct Args {
     /// --max-delay-ms) or off (one request per batch). Offline always measures both.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub batching: String,
+    /// Same-modality grouping with batching on: a batch holds requests of one modality mix
+    /// (text-only with text-only, image+audio with image+audio); a request that has waited
+    /// --max-delay-ms still leaves in the next batch whatever its mix. Offline: the batched
+    /// pass cuts each mix's requests into batches, the largest mix first.
+    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+    pub grouping: String,
     /// Most requests per batch with batching on.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
@@ -122,6 +128,11 @@ impl Args {
     /// Whether batching is on.
     pub fn batching_on(&self) -> bool {
         self.batching == "on"
+    }
+
+    /// Whether same-modality grouping is on (it applies only with batching on).
+    pub fn grouping_on(&self) -> bool {
+        self.grouping == "on"
     }
 
     /// Whether the JSON goes to standard output (then no table is printed).

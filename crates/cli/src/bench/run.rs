@@ -106,7 +106,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => (args.target.clone().unwrap_or_default(), "omnifuse serve".to_string()),
     };
     let batching = args.batching_on();
-    let pol = policy(batching, args.batch, Duration::from_secs_f64(args.max_delay_ms / 1e3));
+    let grouping = batching && args.grouping_on();
+    let mut pol = policy(batching, args.batch, Duration::from_secs_f64(args.max_delay_ms / 1e3));
+    pol.grouping = grouping;
     let settings = Settings { duration_s: args.duration, min_queries: args.min_queries, seed: args.seed };
     let mut setup = Setup {
         scenario: args.scenario.clone(),
@@ -114,6 +116,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         model: model_name,
         precision: precision.name().to_string(),
         batching,
+        grouping,
         max_batch: args.batch,
         max_delay_ms: args.max_delay_ms,
         workload: workload_name,
@@ -198,13 +201,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         _ => {
             criteria.min_duration_s = None;
             let bar = progress::steps("offline, batching off and on", args.rounds, "rounds", quiet);
-            let r = offline::run(target.as_ref(), &pool, args.batch, args.rounds, |_, _| bar.inc(1));
+            let r = offline::run(target.as_ref(), &pool, args.batch, grouping, args.rounds, |_, _| bar.inc(1));
             bar.finish_and_clear();
             let (off, on) = (r.single.samples_per_second(r.queries), r.batched.samples_per_second(r.queries));
             let extra = json!({
                 "rounds": args.rounds,
                 "off": {"batch": 1, "samples_per_s": off, "median_round_s": r.single.median_seconds(), "failed": r.single.failed},
-                "on": {"batch": r.batched.batch, "samples_per_s": on, "median_round_s": r.batched.median_seconds(), "failed": r.batched.failed},
+                "on": {"batch": r.batched.batch, "grouping": r.batched.grouping, "samples_per_s": on, "median_round_s": r.batched.median_seconds(), "failed": r.batched.failed},
                 "gain": r.gain(),
             });
             let run: Run = if batching { r.batched.run } else { r.single.run };

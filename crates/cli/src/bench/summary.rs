@@ -17,7 +17,12 @@ pub fn render(r: &Report) -> String {
     add(
         "batching",
         if r.batching {
-            format!("on (max batch {}, max delay {} ms)", r.batch_policy.max_batch, r.batch_policy.max_delay_ms)
+            format!(
+                "on (max batch {}, max delay {} ms, grouping {})",
+                r.batch_policy.max_batch,
+                r.batch_policy.max_delay_ms,
+                if r.grouping { "on" } else { "off" }
+            )
         } else {
             "off".into()
         },

@@ -237,6 +237,19 @@ pub fn detect(index: usize, input: &RawInput) -> Result<Modality> {
     }
 }
 
+/// A request's modality mix as a key: one bit per modality present (bit = modality id;
+/// text 1, image 2, audio 4, video 8), whatever the order or count of its inputs, and bit 4
+/// for an input whose modality cannot be detected. Requests of one mix run the same encoders,
+/// which is what same-modality batching groups by.
+pub fn mix_key(inputs: &[RawInput]) -> u64 {
+    inputs.iter().enumerate().fold(0, |key, (i, x)| {
+        key | match detect(i, x) {
+            Ok(m) => 1u64 << m.id(),
+            Err(_) => 1 << 4,
+        }
+    })
+}
+
 /// A frame of a frame list must be an image: PNG/JPEG bytes or pixels.
 fn check_frame_kind(frame: &RawInput) -> std::result::Result<(), String> {
     let seen = match frame {
@@ -396,6 +409,18 @@ pub(crate) mod tests {
         let mut out = std::io::Cursor::new(Vec::new());
         img.write_to(&mut out, ::image::ImageFormat::Png).unwrap();
         out.into_inner()
+    }
+
+    #[test]
+    fn the_mix_key_is_the_set_of_modalities() {
+        let text = RawInput::Text("hi".into());
+        let pixels = RawInput::Pixels { height: 1, width: 1, data: PixelData::U8(vec![0; 3]) };
+        let pcm = RawInput::Pcm { samples: vec![0.0; 4], sample_rate: 16_000 };
+        assert_eq!(mix_key(std::slice::from_ref(&text)), 1);
+        assert_eq!(mix_key(&[text.clone(), pixels.clone()]), mix_key(&[pixels.clone(), text.clone(), text.clone()]));
+        assert_eq!(mix_key(&[pixels.clone(), pcm.clone()]), 2 | 4);
+        assert_eq!(mix_key(&[RawInput::Frames(vec![pixels])]), 8);
+        assert_eq!(mix_key(&[RawInput::Bytes(b"??".to_vec()), pcm]), 16 | 4, "undetectable: its own bit");
     }
 
     /// JPEG bytes of a flat grey image.
