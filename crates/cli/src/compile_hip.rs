@@ -48,9 +48,10 @@ pub struct HipKernelUsage {
 }
 
 impl HipKernelUsage {
-    /// True when the kernel spills registers or uses scratch.
+    /// True when the kernel spills to memory: VGPRs spilled or scratch used. (SGPRs spilled
+    /// into VGPR lanes cost no memory traffic and do not count.)
     pub fn spills(&self) -> bool {
-        self.sgpr_spill > 0 || self.vgpr_spill > 0 || self.scratch_bytes > 0
+        self.vgpr_spill > 0 || self.scratch_bytes > 0
     }
 }
 

@@ -118,6 +118,8 @@ fn run_hip(args: &Args) -> Result<ExitCode> {
     ];
     let mut failures = Vec::new();
     for u in &usage {
+        // A memory spill (VGPRs to scratch) fails GEMM and attention; SGPRs spilled into
+        // VGPR lanes cost no memory traffic and are only reported.
         let spill_free = ["gemm", "attention"].iter().any(|p| u.file.starts_with(p));
         if spill_free && u.spills() {
             failures.push(format!("{} spills on {} ({} {})", u.name, u.arch, u.file, u.defines));
@@ -131,13 +133,17 @@ fn run_hip(args: &Args) -> Result<ExitCode> {
             u.agprs.to_string(),
             u.occupancy.to_string(),
             u.scratch_bytes.to_string(),
-            (u.sgpr_spill + u.vgpr_spill).to_string(),
+            u.vgpr_spill.to_string(),
+            u.sgpr_spill.to_string(),
             u.lds_bytes.to_string(),
         ]);
     }
     print!("{}", render(&rows));
     if failures.is_empty() {
-        println!("HIP compile gate passed: {} kernel builds, no spills in GEMM or attention", usage.len());
+        println!(
+            "HIP compile gate passed: {} kernel builds, no VGPR spills or scratch in GEMM or attention",
+            usage.len()
+        );
         Ok(ExitCode::SUCCESS)
     } else {
         for f in &failures {
