@@ -93,17 +93,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// The HIP half: every general-path variant, and each tensor-core source once (its
-/// matrix-multiply code is CUDA-only; on HIP it compiles to a trap), for every arch.
+/// The HIP half: every variant the HIP launch paths may use, and each tensor-core source once
+/// (its matrix-multiply code is CUDA-only; on HIP it compiles to a trap), for every arch.
 fn run_hip(args: &Args) -> Result<ExitCode> {
     if crate::compile_hip::hipcc().is_none() {
         println!("no hipcc found (set OMNIFUSE_HIPCC or install hipcc): the HIP compile gate is skipped");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut variants: Vec<(String, String)> = Vec::new();
+    let mut variants: Vec<(String, String)> = omnifuse_registry::hip_kernel_variants();
     for (file, defines) in omnifuse_registry::gpu_kernel_variants() {
-        let tc = file.ends_with("_tc.cu");
-        if !tc || !variants.iter().any(|(f, _)| *f == file) {
+        if file.ends_with("_tc.cu") && !variants.iter().any(|(f, _)| *f == file) {
             variants.push((file, defines));
         }
     }

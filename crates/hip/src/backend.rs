@@ -8,13 +8,15 @@ use std::ffi::{CString, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use omnifuse_core::backend::check_supported_launch;
+use omnifuse_core::backend::{check_supported_launch, op_set_support};
 use omnifuse_core::cache::KernelCache;
 use omnifuse_core::op::{Op, OpKind};
 use omnifuse_core::{Backend, Buffer, BufferStorage, DType, DeviceInfo, DeviceKind, Error, Result, Support, Tensor};
 
+use omnifuse_gpu::GpuDevice;
+use omnifuse_gpu::kernel::{Arg, Kernel, Variant};
+
 use crate::api::{self, Runtime, attr};
-use crate::kernel::{Arg, Kernel, Variant};
 use crate::program::{self, Origin};
 use crate::storage::{self, HipStorage};
 
@@ -67,6 +69,7 @@ pub struct HipBackend {
     cache: KernelCache,
     state: Mutex<Modules>,
     live: Arc<AtomicU64>,
+    workspace: Mutex<Option<Buffer>>,
 }
 
 impl HipBackend {
@@ -114,6 +117,7 @@ impl HipBackend {
             cache: KernelCache::new(KernelCache::default_dir().join("hip")),
             state: Mutex::new(Modules::default()),
             live: Arc::new(AtomicU64::new(0)),
+            workspace: Mutex::new(None),
         })
     }
 
@@ -129,16 +133,6 @@ impl HipBackend {
     /// The full arch name (`gfx90a:sramecc+:xnack-`) the kernels are compiled for.
     pub fn arch(&self) -> &str {
         &self.arch
-    }
-
-    /// The wavefront width (64 on CDNA, 32 on RDNA): launch shapes derive from it.
-    pub fn warp_size(&self) -> u32 {
-        self.warp
-    }
-
-    /// The device address of `t`'s buffer (an error for a buffer of another device).
-    pub fn ptr(&self, t: &Tensor) -> Result<u64> {
-        Ok(storage::storage(&t.buf, &self.name, self.id)?.ptr())
     }
 
     /// The modules compiled or loaded so far, for reports.
@@ -172,9 +166,13 @@ impl HipBackend {
         st.functions.insert(fkey, Func(f));
         Ok(Func(f))
     }
+}
 
+/// The launch layer's view of the device (`omnifuse_gpu::launch` maps every op through it):
+/// no tensor cores, so the general path runs every op.
+impl GpuDevice for HipBackend {
     /// Compile (once), then enqueue `k` with `args` on the stream.
-    pub fn enqueue(&self, k: &Kernel, args: &[Arg]) -> Result<()> {
+    fn enqueue(&self, k: &Kernel, args: &[Arg]) -> Result<()> {
         let [gx, gy, gz] = k.grid;
         let [bx, by, bz] = k.block;
         let threads = u64::from(bx) * u64::from(by) * u64::from(bz);
@@ -206,7 +204,7 @@ impl HipBackend {
     }
 
     /// Enqueue a device-to-device copy of `bytes` from the start of `src` to `dst`.
-    pub fn copy(&self, src: &Tensor, dst: &Tensor, bytes: usize) -> Result<()> {
+    fn copy(&self, src: &Tensor, dst: &Tensor, bytes: usize) -> Result<()> {
         let (s, d) = (self.ptr(src)?, self.ptr(dst)?);
         if bytes > src.buf.bytes() || bytes > dst.buf.bytes() {
             return Err(Error::invalid(format!("copy of {bytes} bytes exceeds a buffer")));
@@ -220,20 +218,44 @@ impl HipBackend {
         unsafe { self.rt.dtod(d, s, bytes, self.h.stream) }.map_err(|e| self.fail(e))
     }
 
-    fn read_bytes(&self, t: &Tensor) -> Result<Vec<u8>> {
-        let mut v = vec![0u8; t.desc.bytes()];
-        self.download(&t.buf, &mut v)?;
-        Ok(v)
+    fn ptr(&self, t: &Tensor) -> Result<u64> {
+        Ok(storage::storage(&t.buf, &self.name, self.id)?.ptr())
     }
 
-    /// Read an i32 tensor back (blocking): for small data-dependent checks.
-    pub fn read_i32(&self, t: &Tensor) -> Result<Vec<i32>> {
-        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(t)?))
+    /// Run `f` with the device address of a scratch area of at least `bytes` bytes, reused
+    /// across launches: work enqueued inside `f` runs in stream order after every earlier
+    /// user's work, and the lock held across `f` keeps another thread's work from landing
+    /// between the kernels of one user. It only grows; the old area is freed after the
+    /// stream has drained, since enqueued kernels may still read it.
+    fn with_workspace<T>(&self, bytes: usize, f: impl FnOnce(u64) -> Result<T>) -> Result<T> {
+        let mut ws = self.workspace.lock().map_err(|_| Error::invalid("hip: workspace lock poisoned"))?;
+        if ws.as_ref().is_none_or(|b| b.bytes() < bytes) {
+            if ws.is_some() {
+                self.synchronize()?;
+            }
+            *ws = None;
+            *ws = Some(self.alloc(bytes.next_power_of_two().max(1 << 20))?);
+        }
+        let buf = ws.as_ref().ok_or_else(|| Error::invalid("hip: no workspace"))?;
+        let base = storage::storage(buf, &self.name, self.id)?.ptr();
+        f(base)
     }
 
-    /// Read an i8 tensor back (blocking): for small data-dependent checks.
-    pub fn read_i8(&self, t: &Tensor) -> Result<Vec<i8>> {
-        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(t)?))
+    /// The wavefront width (64 on CDNA, 32 on RDNA), as the device reports it.
+    fn warp_size(&self) -> u32 {
+        self.warp
+    }
+
+    fn max_shared_bytes(&self) -> u32 {
+        self.max_shared
+    }
+
+    fn tensor_cores(&self) -> Option<u32> {
+        None
+    }
+
+    fn compute_units(&self) -> usize {
+        self.cus
     }
 }
 
@@ -264,7 +286,7 @@ impl Backend for HipBackend {
     }
 
     fn supports(&self, kind: OpKind, dtype: DType) -> Support {
-        crate::launch::supports(kind, dtype)
+        op_set_support(kind, dtype)
     }
 
     fn alloc(&self, bytes: usize) -> Result<Buffer> {
@@ -303,7 +325,7 @@ impl Backend for HipBackend {
 
     fn launch(&self, op: &Op, inputs: &[&Tensor], output: &Tensor) -> Result<()> {
         check_supported_launch(self, op, inputs, output)?;
-        crate::launch::launch(self, op, inputs, output)
+        omnifuse_gpu::launch(self, op, inputs, output)
     }
 
     fn synchronize(&self) -> Result<()> {

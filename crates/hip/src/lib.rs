@@ -10,15 +10,33 @@
 //! use and cached on disk by (source, arch, hiprtc and runtime versions, options). The
 //! wavefront width is queried, never assumed. One stream per backend: launches return once
 //! enqueued, [`omnifuse_core::Backend::synchronize`] waits.
+//!
+//! Which kernel each op runs is decided by the launch layer shared with the CUDA backend
+//! (`omnifuse_gpu`): HIP has no tensor-core path, so the general kernels run every op × dtype
+//! of the core set, with workgroups of whole wavefronts and tiles that fit the device's LDS.
 
 pub mod api;
 pub mod backend;
 pub mod device;
 pub mod hiprtc;
-pub mod kernel;
-mod launch;
 pub mod program;
 mod storage;
 
 pub use backend::HipBackend;
-pub use launch::{supports, variants};
+pub use omnifuse_gpu::kernel;
+
+use omnifuse_core::op::OpKind;
+use omnifuse_core::{DType, Support};
+
+/// Whether the HIP backend runs `kind` with first-input dtype `dtype`: every op × dtype of
+/// the core set (the general path of `omnifuse_gpu` covers them all).
+pub fn supports(kind: OpKind, dtype: DType) -> Support {
+    omnifuse_core::backend::op_set_support(kind, dtype)
+}
+
+/// Every module variant the launch paths may compile at run time on an AMD GPU (the general
+/// path; attention also at the smaller key tiles a 64 KiB LDS needs), sorted, without
+/// repeats: what the HIP compile gate compiles.
+pub fn variants() -> Vec<kernel::Variant> {
+    omnifuse_gpu::variants(omnifuse_gpu::Targets::HIP)
+}

@@ -45,14 +45,37 @@ fn bad_device_names_are_refused_by_name() {
 }
 
 #[test]
-fn unsupported_ops_are_reported_not_run() {
+fn every_op_of_the_core_set_is_supported_as_on_cuda() {
     use omnifuse_core::DType;
+    use omnifuse_core::backend::op_set_support;
     use omnifuse_core::op::OpKind;
     assert!(omnifuse_hip::supports(OpKind::Gelu, DType::F16).is_yes());
     assert!(omnifuse_hip::supports(OpKind::Add, DType::I32).is_yes());
+    assert!(omnifuse_hip::supports(OpKind::Gemm, DType::F32).is_yes());
+    assert!(omnifuse_hip::supports(OpKind::FusedAttention, DType::BF16).is_yes());
+    assert!(omnifuse_hip::supports(OpKind::QGemm, DType::I8).is_yes());
+    for kind in OpKind::ALL {
+        for dtype in DType::ALL {
+            assert_eq!(
+                omnifuse_hip::supports(kind, dtype).is_yes(),
+                op_set_support(kind, dtype).is_yes(),
+                "{kind} {dtype:?}"
+            );
+        }
+    }
+    // what the set leaves out is still reported, not run
     assert!(!omnifuse_hip::supports(OpKind::Gelu, DType::I32).is_yes());
-    match omnifuse_hip::supports(OpKind::Gemm, DType::F32) {
-        omnifuse_core::Support::No(why) => assert!(why.contains("gemm") && why.contains("HIP"), "{why}"),
-        omnifuse_core::Support::Yes => panic!("gemm has no HIP path yet"),
+}
+
+#[test]
+fn hip_variants_are_the_general_path_within_64_kib_of_lds() {
+    use omnifuse_hip::kernel::Source;
+    let v = omnifuse_hip::variants();
+    assert!(v.iter().all(|x| Source::GENERAL.contains(&x.source)), "{v:?}");
+    assert!(Source::GENERAL.iter().all(|s| v.iter().any(|x| x.source == *s)));
+    // attention at head-dim 128 and 256 also has the smaller key tile a 64 KiB LDS needs
+    for d in ["-DDMAX=128", "-DDMAX=256"] {
+        let tiles = v.iter().filter(|x| x.source == Source::Attention && x.defines[0] == d).count();
+        assert_eq!(tiles, 2, "{d}");
     }
 }

@@ -207,6 +207,16 @@ pub fn gpu_kernel_variants() -> Vec<(String, String)> {
     Vec::new()
 }
 
+/// Every GPU kernel module variant (source file under `kernels/gpu`, `-D` defines) the HIP
+/// launch paths may compile (the general path, with attention also at the key tiles that fit
+/// 64 KiB of LDS). Empty without the `hip` feature.
+pub fn hip_kernel_variants() -> Vec<(String, String)> {
+    #[cfg(feature = "hip")]
+    return omnifuse_hip::variants().iter().map(|v| (v.source.file().to_string(), v.defines.join(" "))).collect();
+    #[cfg(not(feature = "hip"))]
+    Vec::new()
+}
+
 /// One compiled module of the CUDA compile gate.
 #[derive(Clone, Debug)]
 pub struct GateModule {

@@ -1,27 +1,27 @@
-//! What a launch names: the embedded kernel sources of `kernels/gpu` (the same files the
-//! CUDA backend compiles, built for AMD through the compat header), a compile variant (a
-//! source and its `-D` defines), a kernel symbol with its launch shape, and its arguments.
+//! What a launch names: the embedded kernel sources of `kernels/gpu` (one tree for CUDA and
+//! HIP, through the compat header), a compile variant (a source and its `-D` defines), a
+//! kernel symbol with its launch shape, and its arguments.
 
 /// One file of `kernels/gpu`, embedded in the binary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Source {
-    /// `gemm.cu`: the general GEMM.
+    /// `gemm.cu`: the general SIMT GEMM (f32, bf16, i8 → i32) and the INT8 epilogue path.
     Gemm,
-    /// `gemm_tc.cu`: the f16 tensor-core GEMM (its mma paths are CUDA-only).
+    /// `gemm_tc.cu`: the f16 tensor-core GEMM.
     GemmTc,
-    /// `qgemm_tc.cu`: the INT8 tensor-core GEMM (its mma paths are CUDA-only).
+    /// `qgemm_tc.cu`: the INT8 tensor-core GEMM with the fused dequantising epilogue.
     QGemmTc,
-    /// `attention.cu`: the general fused attention.
+    /// `attention.cu`: the general fused attention (every storage type and head size).
     Attention,
-    /// `attention_tc.cu`: the f16 tensor-core attention (its mma paths are CUDA-only).
+    /// `attention_tc.cu`: the f16 tensor-core fused attention.
     AttentionTc,
     /// `pointwise.cu`: elementwise ops, quantisation.
     Pointwise,
     /// `norm.cu`: layer norm, softmax, pooling.
     Norm,
-    /// `layout.cu`: data movement.
+    /// `layout.cu`: data movement (concat, slice, permute, embedding).
     Layout,
-    /// `conv.cu`: the 1-D convolution and im2col.
+    /// `conv.cu`: im2col for the 1-D convolution.
     Conv,
 }
 
@@ -42,10 +42,15 @@ impl Source {
         Source::Conv,
     ];
 
-    /// The general sources: every op × dtype of the core set is meant to run from these on
-    /// any GPU. The `_tc` files exist for NVIDIA tensor cores.
+    /// The general sources: every op × dtype of the core set runs from these on any GPU. The
+    /// `_tc` files exist for NVIDIA tensor cores (their matrix-multiply code is CUDA-only).
     pub const GENERAL: [Source; 6] =
         [Source::Gemm, Source::Attention, Source::Pointwise, Source::Norm, Source::Layout, Source::Conv];
+
+    /// True for the tensor-core sources (`*_tc.cu`), which only NVIDIA devices run.
+    pub fn tensor_core(self) -> bool {
+        matches!(self, Source::GemmTc | Source::QGemmTc | Source::AttentionTc)
+    }
 
     /// The file name under `kernels/gpu`.
     pub fn file(self) -> &'static str {
@@ -77,7 +82,8 @@ impl Source {
         }
     }
 
-    /// True for the sources whose kernels must not spill (GEMM and attention).
+    /// True for the sources whose kernels must not spill (the CI compile gate fails on a
+    /// spill in them): the GEMMs and the attention kernels.
     pub fn spill_free(self) -> bool {
         matches!(self, Source::Gemm | Source::GemmTc | Source::QGemmTc | Source::Attention | Source::AttentionTc)
     }
@@ -88,7 +94,7 @@ impl Source {
 pub struct Variant {
     /// The file.
     pub source: Source,
-    /// Options such as `-DPW_BLOCK=256`, in a fixed order (they key the cache).
+    /// Options such as `-DBM=128`, in a fixed order (they key the cache).
     pub defines: Vec<String>,
 }
 
@@ -106,11 +112,11 @@ pub struct Kernel {
     pub variant: Variant,
     /// The `extern "C"` symbol.
     pub symbol: String,
-    /// Workgroups in x, y, z.
+    /// Blocks in x, y, z.
     pub grid: [u32; 3],
-    /// Threads per workgroup in x, y, z.
+    /// Threads per block in x, y, z.
     pub block: [u32; 3],
-    /// Dynamic LDS in bytes.
+    /// Dynamic shared memory (LDS) in bytes (above 48 KiB CUDA raises the function attribute).
     pub shared_bytes: u32,
 }
 
@@ -132,7 +138,7 @@ pub enum Arg {
 }
 
 impl Arg {
-    /// The value in an 8-byte slot: the runtime reads the size the parameter has from the
+    /// The value in an 8-byte slot: the runtimes read the size the parameter has from the
     /// start of the slot (little-endian), which is what a 4-byte value stored first gives.
     pub fn slot(self) -> u64 {
         match self {
@@ -145,7 +151,7 @@ impl Arg {
     }
 }
 
-/// Workgroups needed to cover `n` items with `per` items per workgroup (at least one).
+/// Blocks needed to cover `n` items with `per` items per block (at least one).
 pub fn blocks(n: usize, per: usize) -> u32 {
     n.div_ceil(per.max(1)).clamp(1, u32::MAX as usize) as u32
 }
