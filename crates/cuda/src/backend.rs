@@ -8,15 +8,15 @@ use std::ffi::{CString, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::program::{self, Origin};
+use crate::storage::{self, Ctx, CudaStorage};
 use cudarc::driver::{result, sys};
 use omnifuse_core::backend::{check_supported_launch, op_set_support};
 use omnifuse_core::cache::KernelCache;
 use omnifuse_core::op::{Op, OpKind};
 use omnifuse_core::{Backend, Buffer, BufferStorage, DType, DeviceInfo, DeviceKind, Error, Result, Support, Tensor};
-
-use crate::kernel::{Arg, Kernel, Variant};
-use crate::program::{self, Origin};
-use crate::storage::{self, Ctx, CudaStorage};
+use omnifuse_gpu::GpuDevice;
+use omnifuse_gpu::kernel::{Arg, Kernel, Variant};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -141,11 +141,6 @@ impl CudaBackend {
         self.arch
     }
 
-    /// The device address of `t`'s buffer (an error for a buffer of another device).
-    pub fn ptr(&self, t: &Tensor) -> Result<u64> {
-        Ok(storage::storage(&t.buf, &self.name, self.id)?.ptr())
-    }
-
     /// The modules compiled or loaded so far, for reports.
     pub fn built(&self) -> Vec<(Variant, Origin)> {
         self.state.lock().map(|s| s.built.clone()).unwrap_or_default()
@@ -180,9 +175,12 @@ impl CudaBackend {
         st.functions.insert(fkey, entry);
         Ok(entry)
     }
+}
 
+/// The launch layer's view of the device (`omnifuse_gpu::launch` maps every op through it).
+impl GpuDevice for CudaBackend {
     /// Compile (once), then enqueue `k` with `args` on the stream.
-    pub fn enqueue(&self, k: &Kernel, args: &[Arg]) -> Result<()> {
+    fn enqueue(&self, k: &Kernel, args: &[Arg]) -> Result<()> {
         self.bind()?;
         let (f, shared_ok) = self.function(k)?;
         if k.shared_bytes > shared_ok {
@@ -207,18 +205,8 @@ impl CudaBackend {
                 e.1 = k.shared_bytes;
             }
         }
-        // Every argument is stored in 8 bytes; the kernel reads the size its parameter has,
-        // from the start (little-endian), which is what a 4-byte value stored first gives.
-        let mut slots: Vec<u64> = args
-            .iter()
-            .map(|a| match *a {
-                Arg::Ptr(p) | Arg::U64(p) => p,
-                Arg::I64(v) => v as u64,
-                Arg::I32(v) => v as u32 as u64,
-                Arg::U32(v) => v as u64,
-                Arg::F32(v) => v.to_bits() as u64,
-            })
-            .collect();
+        // Every argument is stored in 8 bytes (see `Arg::slot`).
+        let mut slots: Vec<u64> = args.iter().map(|a| a.slot()).collect();
         let mut params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
         let [gx, gy, gz] = k.grid;
         let [bx, by, bz] = k.block;
@@ -237,7 +225,7 @@ impl CudaBackend {
     /// user's work, and the lock held across `f` keeps another thread's work from landing
     /// between the kernels of one user. It only grows; the old area is freed after the
     /// stream has drained, since enqueued kernels may still read it.
-    pub fn with_workspace<T>(&self, bytes: usize, f: impl FnOnce(u64) -> Result<T>) -> Result<T> {
+    fn with_workspace<T>(&self, bytes: usize, f: impl FnOnce(u64) -> Result<T>) -> Result<T> {
         let mut ws = self.workspace.lock().map_err(|_| Error::invalid("cuda: workspace lock poisoned"))?;
         if ws.as_ref().is_none_or(|b| b.bytes() < bytes) {
             if ws.is_some() {
@@ -252,7 +240,7 @@ impl CudaBackend {
     }
 
     /// Enqueue a device-to-device copy of `bytes` from the start of `src` to `dst`.
-    pub fn copy(&self, src: &Tensor, dst: &Tensor, bytes: usize) -> Result<()> {
+    fn copy(&self, src: &Tensor, dst: &Tensor, bytes: usize) -> Result<()> {
         self.bind()?;
         let (s, d) = (self.ptr(src)?, self.ptr(dst)?);
         if bytes == 0 {
@@ -263,20 +251,24 @@ impl CudaBackend {
         unsafe { result::memcpy_dtod_async(d, s, bytes, self.h.stream) }.map_err(drv(&self.name, "cuMemcpyDtoDAsync"))
     }
 
-    fn read_bytes(&self, t: &Tensor) -> Result<Vec<u8>> {
-        let mut v = vec![0u8; t.desc.bytes()];
-        self.download(&t.buf, &mut v)?;
-        Ok(v)
+    fn ptr(&self, t: &Tensor) -> Result<u64> {
+        Ok(storage::storage(&t.buf, &self.name, self.id)?.ptr())
     }
 
-    /// Read an i32 tensor back (blocking): for small data-dependent checks.
-    pub fn read_i32(&self, t: &Tensor) -> Result<Vec<i32>> {
-        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(t)?))
+    fn warp_size(&self) -> u32 {
+        32
     }
 
-    /// Read an i8 tensor back (blocking): for small data-dependent checks.
-    pub fn read_i8(&self, t: &Tensor) -> Result<Vec<i8>> {
-        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(t)?))
+    fn max_shared_bytes(&self) -> u32 {
+        self.max_shared_optin
+    }
+
+    fn tensor_cores(&self) -> Option<u32> {
+        Some(self.arch)
+    }
+
+    fn compute_units(&self) -> usize {
+        self.sms
     }
 }
 
@@ -346,7 +338,7 @@ impl Backend for CudaBackend {
 
     fn launch(&self, op: &Op, inputs: &[&Tensor], output: &Tensor) -> Result<()> {
         check_supported_launch(self, op, inputs, output)?;
-        crate::launch::launch(self, op, inputs, output)
+        omnifuse_gpu::launch(self, op, inputs, output)
     }
 
     fn synchronize(&self) -> Result<()> {

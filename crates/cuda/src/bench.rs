@@ -14,6 +14,8 @@ use cudarc::driver::{result, sys};
 use omnifuse_core::op::{GemmSpec, Op, QGemmSpec};
 use omnifuse_core::{Backend, DType, Error, HostTensor, Result, Shape, Tensor};
 
+use omnifuse_gpu::GpuDevice;
+
 use crate::backend::CudaBackend;
 
 /// One side's figures.

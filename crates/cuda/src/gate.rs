@@ -37,7 +37,7 @@ fn file_name(v: &Variant, target: &str) -> String {
 pub fn compile_all(archs: &[u32], dir: &Path, progress: impl FnMut(&GateEntry) + Send) -> Result<Vec<GateEntry>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::invalid(format!("creating {}: {e}", dir.display())))?;
     let jobs: Vec<(Variant, u32)> =
-        crate::launch::variants().into_iter().flat_map(|v| archs.iter().map(move |&a| (v.clone(), a))).collect();
+        crate::variants().into_iter().flat_map(|v| archs.iter().map(move |&a| (v.clone(), a))).collect();
     let next = Mutex::new(0usize);
     let progress = Mutex::new(progress);
     let results: Mutex<Vec<Option<Result<GateEntry>>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());

@@ -9,17 +9,26 @@
 //! arch, NVRTC version, options). One stream per backend: launches return once enqueued,
 //! [`omnifuse_core::Backend::synchronize`] waits.
 //!
+//! Which kernel each op runs, and with what launch shape, is decided by the launch layer
+//! shared with the HIP backend (`omnifuse_gpu`), through its `GpuDevice` trait: the
+//! tensor-core paths on sm_80+, the general path for everything else.
+//!
 //! [`gate`] compiles every module variant to PTX without a GPU: the CI compile gate.
 
 pub mod backend;
 pub mod bench;
 pub mod device;
 pub mod gate;
-pub mod kernel;
-mod launch;
 pub mod nvrtc;
 pub mod program;
 mod storage;
 
 pub use backend::CudaBackend;
-pub use launch::variants;
+pub use omnifuse_gpu::kernel;
+
+/// Every module variant the launch paths may compile at run time on an NVIDIA GPU (sm_80 and
+/// later: the tensor-core paths and the general path), sorted, without repeats: what the CI
+/// compile gate compiles.
+pub fn variants() -> Vec<kernel::Variant> {
+    omnifuse_gpu::variants(omnifuse_gpu::Targets::CUDA)
+}

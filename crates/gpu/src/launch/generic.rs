@@ -4,7 +4,11 @@
 //! module (source and defines), which symbol, which arguments and which launch shape. Shapes
 //! were validated by `check_launch`; data-dependent checks (embedding ids, packed-batch
 //! offsets, modality ids) read those small inputs back and fail here, before anything is
-//! enqueued. Nothing here needs a temporary buffer: the INT8 GEMM quantises float rows inside
+//! enqueued. Launch shapes hold on any warp width: the 1-D kernels, the row reductions and
+//! the GEMM use 256-thread blocks (whole warps of 32 or 64 lanes, and their kernels derive
+//! the warp count from `OF_WARP`); attention gives each of its `ATT_WARPS` warps its own
+//! query rows, so its block is `ATT_WARPS` × the device's warp width, and its key tile (a
+//! define) is the largest whose shared memory fits the device. Nothing here needs a temporary buffer: the INT8 GEMM quantises float rows inside
 //! the kernel, permutations pass their (merged) dims by value, and plain attention passes its
 //! fixed sequence lengths instead of offset tables.
 
@@ -13,7 +17,7 @@ use omnifuse_core::infer::gemm_dims;
 use omnifuse_core::op::{Activation, Op, PoolKind};
 use omnifuse_core::{DType, Error, Result, Tensor};
 
-use crate::backend::CudaBackend;
+use crate::device::GpuDevice;
 use crate::kernel::{Arg, Kernel, Source, Variant};
 
 /// Threads per block of the 1-D kernels and of the row reductions (`PW_BLOCK`, `LAYOUT_BLOCK`,
@@ -39,7 +43,8 @@ const GEMM_SMALL: GemmTile = GemmTile { tm: 64, tn: 64, wm: 4, wn: 4 };
 const GEMM_BIG: GemmTile = GemmTile { tm: 128, tn: 128, wm: 8, wn: 8 };
 /// Blocks at the big tile from which it is taken (about two waves on a large GPU).
 const GEMM_BIG_BLOCKS: usize = 256;
-/// `attention.cu`: warps per block and query rows per warp (its defaults).
+/// `attention.cu`: warps per block and query rows per warp (its defaults). The block is
+/// `ATT_WARPS` warps of the device's width (the kernel assigns rows by `tid / OF_WARP`).
 const ATT_WARPS: usize = 4;
 const ATT_RPW: usize = 4;
 /// Query rows per block of `attention.cu`.
@@ -48,6 +53,9 @@ const ATT_BQ: usize = ATT_WARPS * ATT_RPW;
 pub(crate) const ATT_DMAX: usize = 256;
 /// The head-dimension buckets `attention.cu` is compiled for.
 const ATT_BUCKETS: [usize; 4] = [32, 64, 128, 256];
+/// The smallest key tile `attention.cu` is compiled with (where the default does not fit the
+/// device's shared memory, the tile halves down to this).
+const ATT_BK_MIN: usize = 16;
 /// Most axes `permute_*` takes after unit axes are dropped and adjacent ones merged.
 const PERM_MAX: usize = 8;
 
@@ -141,21 +149,34 @@ fn plain(source: Source) -> Variant {
     Variant::new(source, &[])
 }
 
-/// The `attention.cu` module for head-dimension bucket `dmax` (keys per tile: 64, or 32 at
-/// 256 so that shared memory stays near 82 KiB).
-fn attention_variant(dmax: usize) -> Variant {
-    let bk = if dmax >= 256 { 32 } else { 64 };
+/// The `attention.cu` module for head-dimension bucket `dmax` with `bk` keys per tile.
+fn attention_variant(dmax: usize, bk: usize) -> Variant {
     Variant { source: Source::Attention, defines: vec![format!("-DDMAX={dmax}"), format!("-DBK={bk}")] }
 }
 
-/// Dynamic shared memory of `attention.cu` at `dmax` (see the file's header).
-fn attention_shared(dmax: usize) -> usize {
-    let bk = if dmax >= 256 { 32 } else { 64 };
+/// The default key tile at `dmax`: 64, or 32 at 256 so that shared memory stays near 82 KiB.
+fn attention_default_bk(dmax: usize) -> usize {
+    if dmax >= 256 { 32 } else { 64 }
+}
+
+/// Dynamic shared memory of `attention.cu` at `dmax` with `bk` keys per tile (see the file's
+/// header).
+fn attention_shared(dmax: usize, bk: usize) -> usize {
     4 * (ATT_BQ * dmax + bk * (dmax + 1) + bk * dmax + ATT_BQ * bk + bk)
 }
 
+/// The key tiles tried at `dmax`, largest first: the default, halved down to [`ATT_BK_MIN`].
+fn attention_tiles(dmax: usize) -> impl Iterator<Item = usize> {
+    std::iter::successors(Some(attention_default_bk(dmax)), |&bk| Some(bk / 2)).take_while(|&bk| bk >= ATT_BK_MIN)
+}
+
+/// The largest key tile at `dmax` whose shared memory fits `max_shared` bytes, if any.
+fn attention_tile(dmax: usize, max_shared: usize) -> Option<usize> {
+    attention_tiles(dmax).find(|&bk| attention_shared(dmax, bk) <= max_shared)
+}
+
 /// Enqueue a grid-stride 1-D kernel over `n` items (nothing for `n == 0`).
-fn run_1d(be: &CudaBackend, source: Source, symbol: String, args: &[Arg], n: usize) -> Result<()> {
+fn run_1d<D: GpuDevice>(be: &D, source: Source, symbol: String, args: &[Arg], n: usize) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
@@ -170,7 +191,7 @@ fn run_1d(be: &CudaBackend, source: Source, symbol: String, args: &[Arg], n: usi
 }
 
 /// Enqueue `op` on `be` through the general kernels. `check_launch` has run.
-pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor) -> Result<()> {
+pub(crate) fn launch<D: GpuDevice>(be: &D, op: &Op, inputs: &[&Tensor], out: &Tensor) -> Result<()> {
     let dt = inputs.first().map_or(DType::F32, |t| t.desc.dtype);
     let tname = ty(dt);
     let n_out = out.desc.numel();
@@ -391,7 +412,7 @@ pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor
             let (dims, strides) = merge_permutation(inputs[0].desc.shape.dims(), perm);
             if dims.len() > PERM_MAX {
                 return Err(Error::invalid(format!(
-                    "permute: {} independent axes after merging exceed the CUDA kernel's {PERM_MAX}",
+                    "permute: {} independent axes after merging exceed the GPU kernel's {PERM_MAX}",
                     dims.len()
                 )));
             }
@@ -551,11 +572,11 @@ struct FlashPtrs {
 }
 
 /// Enqueue `attention.cu` for `f`.
-fn flash_attention(be: &CudaBackend, dt: DType, f: &Flash, p: &FlashPtrs) -> Result<()> {
+fn flash_attention<D: GpuDevice>(be: &D, dt: DType, f: &Flash, p: &FlashPtrs) -> Result<()> {
     let dh = f.head_dim;
     if dh > ATT_DMAX {
         return Err(Error::invalid(format!(
-            "attention: head_dim {dh} exceeds the general CUDA kernel's limit of {ATT_DMAX}"
+            "attention: head_dim {dh} exceeds the general GPU kernel's limit of {ATT_DMAX}"
         )));
     }
     if f.sequences == 0 || f.max_lq == 0 || f.heads == 0 {
@@ -567,6 +588,15 @@ fn flash_attention(be: &CudaBackend, dt: DType, f: &Flash, p: &FlashPtrs) -> Res
     if f.tokens > i32::MAX as usize {
         return Err(Error::invalid(format!("attention: {} rows exceed the kernel's int offsets", f.tokens)));
     }
+    let max_shared = be.max_shared_bytes() as usize;
+    let Some(bk) = attention_tile(dmax, max_shared) else {
+        return Err(Error::invalid(format!(
+            "attention: head_dim {dh} (bucket {dmax}) needs {} bytes of shared memory even with \
+             {ATT_BK_MIN} keys per tile; {} allows {max_shared}",
+            attention_shared(dmax, ATT_BK_MIN),
+            be.name()
+        )));
+    };
     let qblocks = f.max_lq.div_ceil(ATT_BQ);
     let grid_x = f.sequences.checked_mul(qblocks).ok_or_else(|| Error::invalid("attention: too many query blocks"))?;
     let mask = match f.mask {
@@ -578,11 +608,11 @@ fn flash_attention(be: &CudaBackend, dt: DType, f: &Flash, p: &FlashPtrs) -> Res
     };
     let use_mod = matches!(f.mask, MaskMode::Intra | MaskMode::Cross | MaskMode::Pairs) || p.bias.is_some();
     let k = Kernel {
-        variant: attention_variant(dmax),
+        variant: attention_variant(dmax, bk),
         symbol: format!("attention_flash_{}", ty(dt)),
         grid: [dim(grid_x, GRID_X_MAX, "attention query blocks")?, dim(f.heads, GRID_YZ_MAX, "attention heads")?, 1],
-        block: [(ATT_WARPS * 32) as u32, 1, 1],
-        shared_bytes: attention_shared(dmax) as u32,
+        block: [ATT_WARPS as u32 * be.warp_size(), 1, 1],
+        shared_bytes: attention_shared(dmax, bk) as u32,
     };
     let args = [
         Arg::Ptr(p.q),
@@ -610,13 +640,18 @@ fn flash_attention(be: &CudaBackend, dt: DType, f: &Flash, p: &FlashPtrs) -> Res
     be.enqueue(&k, &args)
 }
 
-/// Every module the general path may compile: each family at its defaults, the GEMM also at
-/// its big tile, attention once per head-dimension bucket.
-pub(crate) fn variants() -> Vec<Variant> {
+/// Every module the general path may compile on devices with at least `min_shared` bytes of
+/// shared memory per block: each family at its defaults, the GEMM also at its big tile,
+/// attention per head-dimension bucket at every key tile from the default down to the one
+/// chosen at `min_shared` (only the default where it fits).
+pub(crate) fn variants(min_shared: u32) -> Vec<Variant> {
     let mut v: Vec<Variant> =
         [Source::Gemm, Source::Pointwise, Source::Norm, Source::Layout, Source::Conv].into_iter().map(plain).collect();
     v.push(gemm_variant(GEMM_BIG));
-    v.extend(ATT_BUCKETS.iter().map(|&d| attention_variant(d)));
+    for &d in &ATT_BUCKETS {
+        let last = attention_tile(d, min_shared as usize).unwrap_or(ATT_BK_MIN);
+        v.extend(attention_tiles(d).take_while(|&bk| bk >= last).map(|bk| attention_variant(d, bk)));
+    }
     v
 }
 
@@ -678,8 +713,41 @@ mod tests {
 
     #[test]
     fn attention_buckets_fit_the_shared_memory_of_sm80() {
-        assert!(ATT_BUCKETS.iter().all(|&d| attention_shared(d) <= 163 * 1024));
-        assert_eq!(attention_shared(256), 84_224);
-        assert_eq!(variants().len(), 10);
+        assert!(ATT_BUCKETS.iter().all(|&d| attention_shared(d, attention_default_bk(d)) <= 163 * 1024));
+        assert_eq!(attention_shared(256, 32), 84_224);
+        assert_eq!(attention_shared(128, 64), 78_336);
+        // every NVIDIA target (≥ 99 KiB opt-in) takes the default tile: one module per bucket
+        let cuda = variants(99 * 1024);
+        assert_eq!(cuda.len(), 10);
+        for d in ATT_BUCKETS {
+            assert_eq!(attention_tile(d, 99 * 1024), Some(attention_default_bk(d)));
+            assert!(cuda.contains(&attention_variant(d, attention_default_bk(d))));
+        }
+    }
+
+    #[test]
+    fn attention_takes_a_smaller_key_tile_where_64_kib_of_lds_is_all_there_is() {
+        let lds = 64 * 1024;
+        assert_eq!(attention_tile(32, lds), Some(64));
+        assert_eq!(attention_tile(64, lds), Some(64));
+        assert_eq!(attention_tile(128, lds), Some(32));
+        assert_eq!(attention_tile(256, lds), Some(16));
+        for d in ATT_BUCKETS {
+            let bk = attention_tile(d, lds).unwrap_or_default();
+            assert!(attention_shared(d, bk) <= lds, "dmax {d} bk {bk}");
+            // the tile is the largest that fits
+            assert!(bk == attention_default_bk(d) || attention_shared(d, bk * 2) > lds);
+        }
+        assert_eq!(attention_shared(128, 32), 43_264);
+        assert_eq!(attention_shared(256, 16), 50_304);
+        // the defaults and the smaller tiles are all listed for 64 KiB devices
+        let hip = variants(lds as u32);
+        assert_eq!(hip.len(), 12);
+        assert!(hip.contains(&attention_variant(128, 64)) && hip.contains(&attention_variant(128, 32)));
+        assert!(hip.contains(&attention_variant(256, 32)) && hip.contains(&attention_variant(256, 16)));
+        // nothing fits a tiny limit: refused, never a tile that overflows
+        assert_eq!(attention_tile(256, 32 * 1024), None);
+        assert_eq!(attention_tiles(256).collect::<Vec<_>>(), [32, 16]);
+        assert_eq!(attention_tiles(64).collect::<Vec<_>>(), [64, 32, 16]);
     }
 }

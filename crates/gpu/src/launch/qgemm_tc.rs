@@ -12,7 +12,7 @@ use omnifuse_core::op::{GemmSpec, Op};
 use omnifuse_core::{DType, Result, Tensor};
 
 use super::gemm_tc::{TILES, Tile, act_code, aligned, pick_tile};
-use crate::backend::CudaBackend;
+use crate::device::GpuDevice;
 use crate::kernel::{Arg, Kernel, Source, Variant, blocks};
 
 /// Output of the INT8 kernel: the `OUT_MODE` define and the kernel symbol.
@@ -58,9 +58,9 @@ fn variant(mode: OutMode, tile: Tile) -> Variant {
 
 /// The shape checks shared by both entry points: `Some(tile, grid)` when the kernel takes
 /// `batch` products of `m × n × k`.
-fn plan(be: &CudaBackend, batch: usize, m: usize, n: usize, k: usize) -> Option<(Tile, [u32; 3])> {
+fn plan<D: GpuDevice>(be: &D, batch: usize, m: usize, n: usize, k: usize) -> Option<(Tile, [u32; 3])> {
     let fits = |v: usize| v <= i32::MAX as usize;
-    if be.arch() < 80 || !fits(m) || !fits(n) || !fits(k) || !k.is_multiple_of(16) {
+    if be.tensor_cores().is_none_or(|arch| arch < 80) || !fits(m) || !fits(n) || !fits(k) || !k.is_multiple_of(16) {
         return None;
     }
     let tile = pick_tile(be, batch, m, n);
@@ -87,7 +87,7 @@ struct Launch {
     act: i32,
 }
 
-fn enqueue(be: &CudaBackend, mode: OutMode, tile: Tile, grid: [u32; 3], l: &Launch) -> Result<()> {
+fn enqueue<D: GpuDevice>(be: &D, mode: OutMode, tile: Tile, grid: [u32; 3], l: &Launch) -> Result<()> {
     let kernel = Kernel {
         variant: variant(mode, tile),
         symbol: mode.symbol().into(),
@@ -119,7 +119,7 @@ fn enqueue(be: &CudaBackend, mode: OutMode, tile: Tile, grid: [u32; 3], l: &Laun
 }
 
 /// The plain i8 GEMM (`i8 × i8 → i32`, wrapping, no epilogue) with `B` stored `[N, K]`.
-pub(crate) fn launch_i8_gemm(be: &CudaBackend, spec: &GemmSpec, inputs: &[&Tensor], out: &Tensor) -> Result<bool> {
+pub(crate) fn launch_i8_gemm<D: GpuDevice>(be: &D, spec: &GemmSpec, inputs: &[&Tensor], out: &Tensor) -> Result<bool> {
     if spec.trans_a || !spec.trans_b || !spec.epilogue.is_identity() {
         return Ok(false);
     }
@@ -157,7 +157,7 @@ pub(crate) fn launch_i8_gemm(be: &CudaBackend, spec: &GemmSpec, inputs: &[&Tenso
 
 /// Run an `Op::QGemm` on the tensor cores; `Ok(false)` for the cases listed in the module
 /// documentation.
-pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor) -> Result<bool> {
+pub(crate) fn launch<D: GpuDevice>(be: &D, op: &Op, inputs: &[&Tensor], out: &Tensor) -> Result<bool> {
     let Op::QGemm(spec) = op else { return Ok(false) };
     if inputs.len() < 3 {
         return Ok(false);

@@ -9,7 +9,7 @@ use omnifuse_core::attention::{MaskMode, sequences};
 use omnifuse_core::op::Op;
 use omnifuse_core::{DType, Error, Result, Tensor};
 
-use crate::backend::CudaBackend;
+use crate::device::GpuDevice;
 use crate::kernel::{Arg, Kernel, Source, Variant};
 
 /// Head sizes compiled (each its own module).
@@ -40,14 +40,14 @@ fn int(v: usize, what: &str) -> Result<Arg> {
 }
 
 /// Ok(true) when handled here; Ok(false) to let the generic path take it (wrong dtype/arch/shape).
-pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor) -> Result<bool> {
+pub(crate) fn launch<D: GpuDevice>(be: &D, op: &Op, inputs: &[&Tensor], out: &Tensor) -> Result<bool> {
     let Op::FusedAttention(spec) = op else {
         return Ok(false);
     };
     let (qd, kd) = (inputs[0].desc.shape.dims(), inputs[1].desc.shape.dims());
     let head_dim = qd[2];
     if inputs[0].desc.dtype != DType::F16
-        || be.arch() < 80
+        || be.tensor_cores().is_none_or(|arch| arch < 80)
         || !HEAD_DIMS.contains(&head_dim)
         || spec.kv_heads > GRID_YZ_MAX
         || inputs[3].desc.shape.dims()[0].saturating_sub(1) > GRID_YZ_MAX

@@ -10,9 +10,9 @@
 
 use omnifuse_core::infer::gemm_dims;
 use omnifuse_core::op::{Activation, Op};
-use omnifuse_core::{Backend, DType, Result, Tensor};
+use omnifuse_core::{DType, Result, Tensor};
 
-use crate::backend::CudaBackend;
+use crate::device::GpuDevice;
 use crate::kernel::{Arg, Kernel, Source, Variant};
 
 /// One block-tile configuration of the tensor-core kernels.
@@ -41,7 +41,7 @@ pub(crate) const SMALL: Tile = Tile { bm: 64, bn: 64, warps_m: 2, warps_n: 2, st
 pub(crate) const TILES: [Tile; 2] = [BIG, SMALL];
 
 impl Tile {
-    /// Threads per block.
+    /// Threads per block (the tensor-core kernels run on NVIDIA's 32-lane warps only).
     pub fn threads(self) -> u32 {
         (self.warps_m * self.warps_n * 32) as u32
     }
@@ -76,8 +76,8 @@ impl Tile {
 
 /// The tile for `batch` products of `m × n` on `be`: 128 × 128 when that already gives at
 /// least one block per SM, else 64 × 64 (four times the blocks for small or skinny products).
-pub(crate) fn pick_tile(be: &CudaBackend, batch: usize, m: usize, n: usize) -> Tile {
-    let sms = be.info().compute_units.max(1);
+pub(crate) fn pick_tile<D: GpuDevice>(be: &D, batch: usize, m: usize, n: usize) -> Tile {
+    let sms = be.compute_units().max(1);
     let big = m.div_ceil(BIG.bm).saturating_mul(n.div_ceil(BIG.bn)).saturating_mul(batch);
     if big >= sms { BIG } else { SMALL }
 }
@@ -110,9 +110,9 @@ fn variant(bf16: bool, trans_a: bool, trans_b: bool, tile: Tile) -> Variant {
 
 /// Run `op` on the tensor cores when it is an f16/bf16 GEMM of a supported shape (or an
 /// i8 GEMM with a transposed B); `Ok(false)` otherwise.
-pub(crate) fn launch(be: &CudaBackend, op: &Op, inputs: &[&Tensor], out: &Tensor) -> Result<bool> {
+pub(crate) fn launch<D: GpuDevice>(be: &D, op: &Op, inputs: &[&Tensor], out: &Tensor) -> Result<bool> {
     let Op::Gemm(spec) = op else { return Ok(false) };
-    if be.arch() < 80 || inputs.len() < 2 {
+    if be.tensor_cores().is_none_or(|arch| arch < 80) || inputs.len() < 2 {
         return Ok(false);
     }
     let dt = inputs[0].desc.dtype;

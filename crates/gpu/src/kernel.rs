@@ -1,5 +1,6 @@
-//! What a launch names: the embedded kernel sources of `kernels/gpu`, a compile variant (a
-//! source and its `-D` defines), a kernel symbol with its launch shape, and its arguments.
+//! What a launch names: the embedded kernel sources of `kernels/gpu` (one tree for CUDA and
+//! HIP, through the compat header), a compile variant (a source and its `-D` defines), a
+//! kernel symbol with its launch shape, and its arguments.
 
 /// One file of `kernels/gpu`, embedded in the binary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,6 +41,16 @@ impl Source {
         Source::Layout,
         Source::Conv,
     ];
+
+    /// The general sources: every op × dtype of the core set runs from these on any GPU. The
+    /// `_tc` files exist for NVIDIA tensor cores (their matrix-multiply code is CUDA-only).
+    pub const GENERAL: [Source; 6] =
+        [Source::Gemm, Source::Attention, Source::Pointwise, Source::Norm, Source::Layout, Source::Conv];
+
+    /// True for the tensor-core sources (`*_tc.cu`), which only NVIDIA devices run.
+    pub fn tensor_core(self) -> bool {
+        matches!(self, Source::GemmTc | Source::QGemmTc | Source::AttentionTc)
+    }
 
     /// The file name under `kernels/gpu`.
     pub fn file(self) -> &'static str {
@@ -105,7 +116,7 @@ pub struct Kernel {
     pub grid: [u32; 3],
     /// Threads per block in x, y, z.
     pub block: [u32; 3],
-    /// Dynamic shared memory in bytes (above 48 KiB the function attribute is raised).
+    /// Dynamic shared memory (LDS) in bytes (above 48 KiB CUDA raises the function attribute).
     pub shared_bytes: u32,
 }
 
@@ -126,7 +137,21 @@ pub enum Arg {
     F32(f32),
 }
 
+impl Arg {
+    /// The value in an 8-byte slot: the runtimes read the size the parameter has from the
+    /// start of the slot (little-endian), which is what a 4-byte value stored first gives.
+    pub fn slot(self) -> u64 {
+        match self {
+            Arg::Ptr(p) | Arg::U64(p) => p,
+            Arg::I64(v) => v as u64,
+            Arg::I32(v) => v as u32 as u64,
+            Arg::U32(v) => v as u64,
+            Arg::F32(v) => v.to_bits() as u64,
+        }
+    }
+}
+
 /// Blocks needed to cover `n` items with `per` items per block (at least one).
 pub fn blocks(n: usize, per: usize) -> u32 {
-    n.div_ceil(per.max(1)).max(1) as u32
+    n.div_ceil(per.max(1)).clamp(1, u32::MAX as usize) as u32
 }
