@@ -9,12 +9,16 @@
 // GPU, and a missing barrier shows up as a race rather than being hidden by sequential order.
 //  - __syncthreads: a barrier over the block; a thread that returns from the kernel leaves it
 //    (and its warp's barrier), so blocks whose threads exit early keep going, as on sm_70+.
+//    On leaving each one, one thread of the block (pseudo-random) sleeps 50 µs while the rest
+//    run ahead, so a missing barrier before shared memory is reused shows up as a race.
 //  - Warps are 32 consecutive linear thread ids. __syncwarp is a barrier over the warp; the
 //    shuffles write the lane's value to a per-thread slot, meet at the warp barrier, read the
 //    source lane's slot and meet again.
 //  - Static __shared__ variables are function-local statics (one block runs at a time per
 //    module). The dynamic area (extern __shared__) is one buffer per module, filled with 0xFF
-//    bytes before every block, so a read of shared memory no thread wrote shows up as NaN / −1.
+//    bytes before every block, so a read of shared memory no thread wrote shows up as NaN / −1;
+//    the 4 KiB after the launch's size are guard bytes, checked after every block, so a kernel
+//    that writes past the dynamic shared memory its launch asked for fails the launch.
 //    The build rewrites `extern __shared__` to `extern`, and the generated wrapper defines each
 //    such array at namespace scope as an alias of `emu_dynamic_shared`.
 //  - blockIdx, blockDim and gridDim are module globals; threadIdx is thread-local.
@@ -42,6 +46,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <time.h>
 
 #define OF_CUDA 1
 #define OF_EMU 1
@@ -93,7 +98,26 @@ static Block barriers;
 
 inline unsigned warp_base() { return linear_tid - linear_tid % 32; }
 
-inline void sync_block() { barriers.block->arrive_and_wait(); }
+// After each block barrier one thread of the block, picked pseudo-randomly per (block, barrier),
+// sleeps 50 µs before going on while the others run ahead: a race that needs one thread to lag
+// behind (a missing barrier before shared memory is reused) then shows up within a few launches.
+static thread_local unsigned barrier_phase;
+static unsigned block_serial;
+inline void jitter() {
+    unsigned x = (block_serial * 0x9e3779b9u) ^ (++barrier_phase * 0x85ebca6bu);
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    if (x % (blockDim.x * blockDim.y * blockDim.z) == linear_tid) {
+        const timespec pause{0, 50000};
+        nanosleep(&pause, nullptr);
+    }
+}
+
+inline void sync_block() {
+    barriers.block->arrive_and_wait();
+    jitter();
+}
 inline void sync_warp() { barriers.warps[linear_tid / 32]->arrive_and_wait(); }
 
 // Every lane publishes `v`, then reads lane `src(lane)`'s value (its own when out of range).
@@ -282,7 +306,12 @@ enum Status : int {
     BAD_SHARED = 2,     // more dynamic shared memory than EMU_MAX_DYNAMIC_SHARED
     NO_THREADS = 3,     // the worker pool could not grow
     EXCEPTION = 4,      // a C++ exception escaped the kernel
+    SHARED_OVERRUN = 5, // a block wrote past the dynamic shared memory the launch gave it
 };
+
+// Bytes after the launch's dynamic shared memory checked for stray writes after each block.
+#define EMU_SHARED_GUARD 4096
+#define EMU_GUARD_BYTE 0xa5
 
 // The block being run: what every worker reads after it is woken.
 struct Job {
@@ -322,6 +351,7 @@ static void* worker_main(void* arg) {
         threadIdx.x = t % blockDim.x;
         threadIdx.y = (t / blockDim.x) % blockDim.y;
         threadIdx.z = t / (blockDim.x * blockDim.y);
+        barrier_phase = 0;
         try {
             p.job.body(p.job.ctx);
         } catch (...) {
@@ -373,11 +403,14 @@ static int run_grid(dim3 g, dim3 b, unsigned shared_bytes, void (*body)(void*), 
     blockDim = b;
     p.job = Job{body, ctx};
     p.failed.store(0);
+    const unsigned guard = std::min<unsigned>(EMU_SHARED_GUARD, EMU_MAX_DYNAMIC_SHARED - shared_bytes);
     for (unsigned bz = 0; bz < g.z; bz++) {
         for (unsigned by = 0; by < g.y; by++) {
             for (unsigned bx = 0; bx < g.x; bx++) {
                 blockIdx = dim3{bx, by, bz};
+                block_serial++;
                 std::memset(emu_dynamic_shared, 0xff, shared_bytes);
+                std::memset(emu_dynamic_shared + shared_bytes, EMU_GUARD_BYTE, guard);
                 barriers.block.emplace(nt);
                 for (unsigned w = 0; w * 32 < nt; w++) {
                     barriers.warps[w].emplace(std::min(32u, nt - w * 32));
@@ -389,6 +422,11 @@ static int run_grid(dim3 g, dim3 b, unsigned shared_bytes, void (*body)(void*), 
                 for (unsigned left = p.remaining.load(std::memory_order_acquire); left != 0;
                      left = p.remaining.load(std::memory_order_acquire)) {
                     p.remaining.wait(left, std::memory_order_acquire);
+                }
+                for (unsigned i = 0; i < guard; i++) {
+                    if (emu_dynamic_shared[shared_bytes + i] != EMU_GUARD_BYTE) {
+                        return SHARED_OVERRUN;
+                    }
                 }
             }
         }

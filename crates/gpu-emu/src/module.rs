@@ -132,6 +132,7 @@ fn status_text(code: i32) -> &'static str {
         2 => "the block asks for more dynamic shared memory than the emulator provides",
         3 => "the emulator could not start the block's threads",
         4 => "a C++ exception escaped the kernel",
+        5 => "a block wrote past the dynamic shared memory the launch gave it (shared_bytes too small)",
         _ => "unknown emulator status",
     }
 }

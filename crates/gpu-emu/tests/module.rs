@@ -87,6 +87,8 @@ fn runs_a_grid_with_barriers_shuffles_and_shared_memory() {
     let bad = [ptr(&mut x), ptr(&mut sums), ptr(&mut mirror), Param::i32(n as i32), Param::f32(0.5), Param::i32(3)];
     let e = m.launch("block_sum_f32", grid, [block, 1, 1], block * 4, &bad).unwrap_err().to_string();
     assert!(e.contains("unsigned long long") && e.contains("block_sum_f32"), "{e}");
+    let e = m.launch("block_sum_i32", grid, [block, 1, 1], block * 2, &args).unwrap_err().to_string();
+    assert!(e.contains("past the dynamic shared memory"), "{e}");
     let e = m.launch("nope", grid, [block, 1, 1], 0, &args).unwrap_err().to_string();
     assert!(e.contains("nope"), "{e}");
     let e = m.launch("block_sum_i32", grid, [2048, 1, 1], 0, &args).unwrap_err().to_string();
