@@ -3,6 +3,6 @@
 //! why) when there is no C++ compiler, unless `OMNIFUSE_REQUIRE_DEVICE` names `gpu-emu`.
 //!
 //! Emulation is slow (every CUDA thread is a host thread): CI runs this suite with a reduced
-//! case count, `OMNIFUSE_CASES` (see docs/gpu-emu.md).
+//! case count, `OMNIFUSE_CASES=48` (docs/gpu-emu.md).
 
 omnifuse_testkit::conformance_suite!("gpu-emu", omnifuse_gpu_emu::EmuBackend::open(), require_all);
