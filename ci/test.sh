@@ -21,8 +21,19 @@ step "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 
 step "tests (release)"
-# The OpenCL backend's tests run in their own step below, where a device is required.
-cargo test --workspace --release --exclude omnifuse-opencl
+# The OpenCL backend's tests and the emulated GPU kernels run in their own steps below.
+cargo test --workspace --release --exclude omnifuse-opencl --exclude omnifuse-gpu-emu
+
+step "GPU kernels emulated on the CPU: the launch layer and the general path (docs/gpu-emu.md)"
+emu_start=$(date +%s)
+# Emulation is slow: fewer cases per op x dtype than the default 256 keep this step near 2 min.
+if command -v "${OMNIFUSE_CXX:-${CXX:-c++}}" >/dev/null 2>&1; then
+  OMNIFUSE_CASES=48 OMNIFUSE_REQUIRE_DEVICE=gpu-emu cargo test --release -q -p omnifuse-gpu-emu
+else
+  echo "no C++ compiler: the emulated GPU tests run and skip"
+  cargo test --release -q -p omnifuse-gpu-emu
+fi
+echo "emulated GPU step took $(( $(date +%s) - emu_start ))s"
 
 step "OpenCL backend: conformance on PoCL (or skip where no OpenCL device exists)"
 ocl_start=$(date +%s)
