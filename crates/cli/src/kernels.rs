@@ -101,6 +101,7 @@ struct Extra {
     a: Tensor,
     b: Tensor,
     out: Tensor,
+    op: Op,
     times: Vec<f64>,
 }
 
@@ -108,11 +109,11 @@ impl Extra {
     fn new(label: &'static str, dev: Arc<dyn Backend>, a: &HostTensor, b: &HostTensor, op: &Op) -> Result<Self> {
         let (a, b) = (dev.to_device(a)?, dev.to_device(b)?);
         let out = dev.run_op(op, &[&a, &b])?;
-        Ok(Extra { label, dev, a, b, out, times: Vec::new() })
+        Ok(Extra { label, dev, a, b, out, op: op.clone(), times: Vec::new() })
     }
 
     fn time(&mut self) -> Result<f64> {
-        timing::time_ms(&mut || launch(&*self.dev, &Op::Gemm(GemmSpec::default()), &self.a, &self.b, &self.out))
+        timing::time_ms(&mut || launch(&*self.dev, &self.op, &self.a, &self.b, &self.out))
     }
 }
 
