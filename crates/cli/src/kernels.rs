@@ -51,6 +51,13 @@ pub struct Args {
     /// (0 = as many as fit in about three seconds, 5 to 100).
     #[arg(long, default_value_t = 0)]
     reps: usize,
+    /// GEMM: store B transposed (`[n, k]`, as `Linear` weights are).
+    #[arg(long)]
+    trans_b: bool,
+    /// GEMM: mark B a constant weight (`Backend::mark_constant`), as the model does, so a
+    /// backend that keeps packed weights packs it once rather than on every call.
+    #[arg(long)]
+    weight: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -94,6 +101,7 @@ struct Extra {
     a: Tensor,
     b: Tensor,
     out: Tensor,
+    op: Op,
     times: Vec<f64>,
 }
 
@@ -101,11 +109,11 @@ impl Extra {
     fn new(label: &'static str, dev: Arc<dyn Backend>, a: &HostTensor, b: &HostTensor, op: &Op) -> Result<Self> {
         let (a, b) = (dev.to_device(a)?, dev.to_device(b)?);
         let out = dev.run_op(op, &[&a, &b])?;
-        Ok(Extra { label, dev, a, b, out, times: Vec::new() })
+        Ok(Extra { label, dev, a, b, out, op: op.clone(), times: Vec::new() })
     }
 
     fn time(&mut self) -> Result<f64> {
-        timing::time_ms(&mut || launch(&*self.dev, &Op::Gemm(GemmSpec::default()), &self.a, &self.b, &self.out))
+        timing::time_ms(&mut || launch(&*self.dev, &self.op, &self.a, &self.b, &self.out))
     }
 }
 
@@ -225,10 +233,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let threads = if args.threads == 0 { info.compute_units.max(1) } else { args.threads };
     let (a_vals, b_vals) = (random(m * k, 1), random(k * n, 2));
-    let (ha, hb) = (host(dtype, [m, k], &a_vals)?, host(dtype, [k, n], &b_vals)?);
+    let hb = if args.trans_b {
+        let bt: Vec<f32> = (0..n * k).map(|e| b_vals[(e % k) * n + e / k]).collect();
+        host(dtype, [n, k], &bt)?
+    } else {
+        host(dtype, [k, n], &b_vals)?
+    };
+    let ha = host(dtype, [m, k], &a_vals)?;
     let a = dev.to_device(&ha)?;
-    let b = dev.to_device(&hb)?;
-    let op = Op::Gemm(GemmSpec::default());
+    let b = if args.weight { dev.to_device_constant(&hb)? } else { dev.to_device(&hb)? };
+    let op = Op::Gemm(GemmSpec { trans_b: args.trans_b, ..GemmSpec::default() });
     let out = dev.run_op(&op, &[&a, &b])?;
     // --tiles compare: the device at its default configuration, and the CPU backend.
     let mut extras = Vec::new();
@@ -309,7 +323,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     if args.json {
         let v = json!({
-            "op": "gemm", "backend": info.name, "dtype": dtype.name(), "shape": [m, n, k],
+            "op": "gemm", "backend": info.name, "dtype": dtype.name(), "shape": [m, n, k], "trans_b": args.trans_b, "weight": args.weight,
             "median_ms": ours_ms, "gflops": gflops, "peak_fraction": peak_fraction,
             "peer": {"name": peer.name(), "median_ms": peer_ms, "gflops": peer_gflops},
             "ratio": ratio, "threads": threads, "peak_gflops": peak, "peak_source": peak_source, "reps": reps,

@@ -109,6 +109,20 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Declare that `buf` holds a constant (a weight) whose contents will not change while it
+    /// lives. A backend may then keep forms derived from it next to it — the CPU backend keeps
+    /// GEMM operands packed into its kernels' panel layout, built on first use — instead of
+    /// deriving them on every launch. Writing to the buffer afterwards stays correct (what was
+    /// derived is dropped) but loses the benefit. The default does nothing.
+    fn mark_constant(&self, _buf: &Buffer) {}
+
+    /// [`Backend::to_device`] for a constant: upload, then [`Backend::mark_constant`].
+    fn to_device_constant(&self, host: &HostTensor) -> Result<Tensor> {
+        let t = self.to_device(host)?;
+        self.mark_constant(&t.buf);
+        Ok(t)
+    }
+
     /// Run the nodes of `graph` given a tensor for every value (inputs, constants and the
     /// planned intermediates). The default launches node by node in order.
     fn execute(&self, graph: &Graph, values: &[Tensor]) -> Result<()> {

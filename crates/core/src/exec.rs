@@ -59,7 +59,7 @@ impl Session {
     pub fn new(backend: Arc<dyn Backend>, graph: Graph, opts: SessionOptions) -> Result<Self> {
         let (graph, folded) = if opts.fuse { fuse_gemm_epilogues(&graph)? } else { (graph, 0) };
         let plan = plan(&graph);
-        let constants = graph.constants().iter().map(|c| backend.to_device(c)).collect::<Result<Vec<_>>>()?;
+        let constants = graph.constants().iter().map(|c| backend.to_device_constant(c)).collect::<Result<Vec<_>>>()?;
         let slots = plan.slot_bytes.iter().map(|&b| backend.alloc(b)).collect::<Result<Vec<_>>>()?;
         Ok(Session { backend, graph, plan, constants, slots, folded })
     }

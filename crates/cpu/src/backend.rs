@@ -11,6 +11,7 @@ use omnifuse_core::{Backend, Buffer, DType, DeviceInfo, DeviceKind, Error, Graph
 use crate::fast::Fast;
 use crate::kernels::Kernels;
 use crate::launch::{In, launch};
+use crate::prepack::{Budget, PackStats};
 use crate::reference::Reference;
 use crate::storage::{self, CpuStorage};
 use crate::{features, peak};
@@ -36,6 +37,8 @@ pub struct CpuBackend {
     peak: OnceLock<(f64, &'static str)>,
     /// Bytes held by this backend's live buffers.
     in_use: Arc<AtomicU64>,
+    /// Cap and counters of the packed forms of constant buffers.
+    packs: Arc<Budget>,
 }
 
 impl CpuBackend {
@@ -58,6 +61,7 @@ impl CpuBackend {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             peak: OnceLock::new(),
             in_use: Arc::new(AtomicU64::new(0)),
+            packs: Budget::from_env(),
         })
     }
 
@@ -94,6 +98,11 @@ impl CpuBackend {
         }
     }
 
+    /// The packed-weight cache's bytes and counters (see [`crate::prepack`]).
+    pub fn pack_stats(&self) -> PackStats {
+        self.packs.stats()
+    }
+
     fn storage<'a>(&self, buf: &'a Buffer) -> Result<&'a CpuStorage> {
         storage::storage(buf, &self.name, self.id)
     }
@@ -127,11 +136,20 @@ impl Backend for CpuBackend {
     }
 
     fn alloc(&self, bytes: usize) -> Result<Buffer> {
-        Ok(Buffer::new(CpuStorage::new(bytes, &self.name, self.id, self.in_use.clone())?))
+        Ok(Buffer::new(CpuStorage::new(bytes, &self.name, self.id, self.in_use.clone(), self.packs.clone())?))
     }
 
     fn memory_in_use(&self) -> Option<u64> {
         Some(self.in_use.load(Ordering::Relaxed))
+    }
+
+    /// Only the fast tier packs; the reference tier has nothing to keep.
+    fn mark_constant(&self, buf: &Buffer) {
+        if self.tier == Tier::Fast
+            && let Ok(s) = self.storage(buf)
+        {
+            s.pack().mark_constant();
+        }
     }
 
     fn upload(&self, dst: &Buffer, src: &[u8]) -> Result<()> {
@@ -185,7 +203,8 @@ impl Backend for CpuBackend {
             .map(|t| {
                 let guard = reads.iter().find(|(a, _)| *a == t.buf.addr()).map(|(_, g)| g);
                 let bytes = guard.map_or(&[][..], |g| &storage::bytes(g)[..t.desc.bytes()]);
-                In { desc: &t.desc, bytes }
+                let pack = distinct.iter().find(|(a, _)| *a == t.buf.addr()).map(|(_, s)| s.pack());
+                In { desc: &t.desc, bytes, pack: pack.filter(|p| p.is_constant()) }
             })
             .collect();
         let out = &mut storage::bytes_mut(&mut write)[..output.desc.bytes()];

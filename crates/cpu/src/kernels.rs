@@ -8,6 +8,8 @@ use omnifuse_core::Result;
 use omnifuse_core::infer::GemmDims;
 use omnifuse_core::op::{Epilogue, GemmSpec, PoolKind};
 
+use crate::prepack::PackSlot;
+
 /// A (batched) GEMM over host slices. Element `(i, p)` of `A` in batch `b` is
 /// `a[b·m·k + (trans_a ? p·m + i : i·k + p)]`; element `(p, j)` of `B` is
 /// `b[(b_shared ? 0 : b·k·n) + (trans_b ? j·k + p : p·n + j)]`; the output is
@@ -38,6 +40,9 @@ pub struct GemmArgs<'a, T> {
     pub bias: Option<&'a [f32]>,
     /// Residual shaped like the output (when the epilogue has one).
     pub residual: Option<&'a [f32]>,
+    /// Where `B` is a constant (a weight): its packed forms, kept across calls. The fast tier
+    /// packs into it on first use and reads from it later; the reference tier ignores it.
+    pub b_pack: Option<&'a PackSlot>,
 }
 
 impl<'a, T> GemmArgs<'a, T> {
@@ -63,6 +68,7 @@ impl<'a, T> GemmArgs<'a, T> {
             epilogue: spec.epilogue,
             bias,
             residual,
+            b_pack: None,
         }
     }
 
@@ -119,6 +125,9 @@ pub struct QGemmArgs<'a> {
     pub bias: Option<&'a [f32]>,
     /// Residual shaped like the output.
     pub residual: Option<&'a [f32]>,
+    /// Where the weights are a constant: their packed forms, kept across calls (see
+    /// [`GemmArgs::b_pack`]).
+    pub b_pack: Option<&'a PackSlot>,
 }
 
 /// Where an INT8 GEMM writes: f32, or i8 requantised with a step.

@@ -13,6 +13,7 @@ use omnifuse_core::{DType, Error, Result, TensorDesc};
 use crate::kernels::{
     AttentionArgs, Binary, Conv1dShape, FusedAttentionArgs, GemmArgs, Kernels, QGemmArgs, QOut, QuantA,
 };
+use crate::prepack::PackSlot;
 use crate::quant::quantize_rows;
 
 /// An input: its description and its bytes (exactly `desc.bytes()` long).
@@ -21,6 +22,8 @@ pub struct In<'a> {
     pub desc: &'a TensorDesc,
     /// The bytes.
     pub bytes: &'a [u8],
+    /// The packed forms of the buffer, when it holds a constant.
+    pub pack: Option<&'a PackSlot>,
 }
 
 /// The values of `x` as f32: borrowed for f32 (when aligned), widened otherwise.
@@ -100,7 +103,10 @@ pub fn launch(k: &dyn Kernels, op: &Op, inputs: &[In<'_>], out_desc: &TensorDesc
             let bias = spec.epilogue.bias.then(|| extra.next().map(f32s)).flatten();
             let residual = spec.epilogue.residual.then(|| extra.next().map(f32s)).flatten();
             store_f32(od, out, |o| {
-                k.gemm_f32(&GemmArgs::new(&d, spec, &a, &b, bias.as_deref(), residual.as_deref()), o);
+                let g = GemmArgs::new(&d, spec, &a, &b, bias.as_deref(), residual.as_deref());
+                // Only f32 weights are packed and kept (others are widened on every call anyway).
+                let b_pack = inputs[1].pack.filter(|_| inputs[1].desc.dtype == DType::F32);
+                k.gemm_f32(&GemmArgs { b_pack, ..g }, o);
                 Ok(())
             })
         }
@@ -130,6 +136,7 @@ pub fn launch(k: &dyn Kernels, op: &Op, inputs: &[In<'_>], out_desc: &TensorDesc
                 epilogue: spec.epilogue,
                 bias: bias.as_deref(),
                 residual: residual.as_deref(),
+                b_pack: inputs[1].pack,
             };
             match spec.requant {
                 Some(step) => {

@@ -13,6 +13,7 @@ pub mod features;
 pub mod kernels;
 pub mod launch;
 pub mod peak;
+pub mod prepack;
 pub mod quant;
 pub mod reference;
 pub mod storage;

@@ -1,10 +1,14 @@
 //! Host memory behind a CPU [`Buffer`]: 64-byte-aligned lines under a read/write lock, so a
 //! launch may read several buffers while writing one, and misuse is an error, not a race.
+//! Each storage also carries the packed forms of its contents when it holds a constant
+//! ([`PackSlot`]), cleared whenever it is written.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use omnifuse_core::{Buffer, BufferStorage, Error, Result};
+
+use crate::prepack::{Budget, PackSlot};
 
 /// One cache line; buffers are vectors of these, so every buffer is 64-byte aligned.
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -20,18 +24,27 @@ pub struct CpuStorage {
     /// The owning backend's count of bytes held by live buffers: added to here, taken
     /// from when dropped.
     in_use: Arc<AtomicU64>,
+    /// Packed forms of the contents (kept only once the buffer is marked constant).
+    pack: PackSlot,
 }
 
 impl CpuStorage {
     /// Allocate `bytes` zeroed bytes, counted in `in_use` while the buffer lives; an
-    /// allocation that cannot be satisfied is an error.
-    pub fn new(bytes: usize, device: &str, owner: u64, in_use: Arc<AtomicU64>) -> Result<Self> {
+    /// allocation that cannot be satisfied is an error. Packed forms are charged to `budget`.
+    pub fn new(bytes: usize, device: &str, owner: u64, in_use: Arc<AtomicU64>, budget: Arc<Budget>) -> Result<Self> {
         let n = bytes.div_ceil(64);
         let mut lines = Vec::new();
         lines.try_reserve_exact(n).map_err(|_| Error::OutOfMemory { device: device.to_string(), bytes })?;
         lines.resize(n, Line([0; 64]));
         in_use.fetch_add(held(n), Ordering::Relaxed);
-        Ok(CpuStorage { lines: RwLock::new(lines), bytes, device: device.to_string(), owner, in_use })
+        Ok(CpuStorage {
+            lines: RwLock::new(lines),
+            bytes,
+            device: device.to_string(),
+            owner,
+            in_use,
+            pack: PackSlot::new(budget),
+        })
     }
 
     /// Capacity in bytes.
@@ -49,9 +62,16 @@ impl CpuStorage {
         self.lines.read().map_err(|_| poisoned(&self.device))
     }
 
-    /// Lock for writing.
+    /// Lock for writing; drops the packed forms of the old contents.
     pub fn write(&self) -> Result<RwLockWriteGuard<'_, Vec<Line>>> {
-        self.lines.write().map_err(|_| poisoned(&self.device))
+        let guard = self.lines.write().map_err(|_| poisoned(&self.device))?;
+        self.pack.clear();
+        Ok(guard)
+    }
+
+    /// The packed forms of this buffer's contents.
+    pub fn pack(&self) -> &PackSlot {
+        &self.pack
     }
 }
 

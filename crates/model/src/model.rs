@@ -73,7 +73,7 @@ impl Model {
         config.validate()?;
         let mut device = HashMap::new();
         for (name, t) in weights.for_compute(&crate::weights::spec(&config))? {
-            device.insert(name, backend.to_device(&t)?);
+            device.insert(name, backend.to_device_constant(&t)?);
         }
         let pre = Preprocessor::new(&config, tokenizer)?;
         let precision = if weights.iter().any(|(_, t)| t.desc.dtype == omnifuse_core::DType::I8) {
@@ -204,7 +204,7 @@ impl Model {
                 continue;
             }
             let host = self.backend.to_host(t)?;
-            *t = self.backend.to_device(&crate::builder::to_f16(&host))?;
+            *t = self.backend.to_device_constant(&crate::builder::to_f16(&host))?;
         }
         self.precision = Precision::Fp16;
         Ok(())

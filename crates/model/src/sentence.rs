@@ -104,7 +104,7 @@ impl SentenceEncoder {
             .map_err(|e| Error::Config(format!("tokenizer {}: cannot truncate: {e}", path.display())))?;
         let mut weights = HashMap::new();
         for (name, t) in &files.tensors {
-            weights.insert(name.clone(), backend.to_device(t)?);
+            weights.insert(name.clone(), backend.to_device_constant(t)?);
         }
         let parameters =
             files.tensors.iter().filter(|(n, _)| !n.ends_with(SCALE_SUFFIX)).map(|(_, t)| t.desc.numel()).sum();

@@ -39,6 +39,7 @@ pub fn conv1d(s: Conv1dShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &
         epilogue: Epilogue { bias: bias.is_some(), ..Epilogue::default() },
         bias,
         residual: None,
+        b_pack: None,
     };
     super::gemm::gemm_f32(&g, out);
 }

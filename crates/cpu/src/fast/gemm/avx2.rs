@@ -5,7 +5,8 @@
 //! A column: 12 FMAs per 2 loads + 6 broadcasts, 15 of the 16 ymm registers. The B row
 //! `PREFETCH` steps ahead is prefetched; the C tile is prefetched at the start and read (when
 //! accumulating) and written once at the end.
-//! Limits: full tiles only (edges go through a padded scratch tile); needs AVX2 and FMA (the
+//! `run_rows` runs the same loop on 1 to 5 rows (edge row panels, skinny products).
+//! Limits: full-width tiles only (column edges go through a padded scratch tile); needs AVX2 and FMA (the
 //! caller checks).
 
 #[cfg(target_arch = "x86_64")]
@@ -24,11 +25,11 @@ const PREFETCH: usize = 8;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
-    let mut lo = [_mm256_setzero_ps(); MR];
-    let mut hi = [_mm256_setzero_ps(); MR];
+unsafe fn kernel<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+    let mut lo = [_mm256_setzero_ps(); R];
+    let mut hi = [_mm256_setzero_ps(); R];
     // Prefetch never faults, and wrapping_add keeps the address arithmetic defined.
-    for i in 0..MR {
+    for i in 0..R {
         _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc) as *const i8);
         _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc + NR - 1) as *const i8);
     }
@@ -40,7 +41,7 @@ unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usiz
         unsafe {
             let b0 = _mm256_loadu_ps(b);
             let b1 = _mm256_loadu_ps(b.add(8));
-            for i in 0..MR {
+            for i in 0..R {
                 let ai = _mm256_set1_ps(*a.add(i));
                 lo[i] = _mm256_fmadd_ps(ai, b0, lo[i]);
                 hi[i] = _mm256_fmadd_ps(ai, b1, hi[i]);
@@ -49,8 +50,8 @@ unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usiz
             b = b.add(NR);
         }
     }
-    for i in 0..MR {
-        // SAFETY: the caller guarantees MR rows of NR floats at stride `ldc` behind `c`.
+    for i in 0..R {
+        // SAFETY: the caller guarantees R rows of NR floats at stride `ldc` behind `c`.
         unsafe {
             let row = c.add(i * ldc);
             if accumulate {
@@ -76,9 +77,37 @@ impl MicroKernel for Avx2 {
         // SAFETY: forwarded contract: valid panels and tile, AVX2 and FMA present (the caller
         // selects this kernel only after detecting them).
         unsafe {
-            kernel(kc, a, b, c, ldc, accumulate)
+            kernel::<MR>(kc, a, b, c, ldc, accumulate)
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (kc, a, b, c, ldc, accumulate);
+    }
+
+    const ROW_EXACT: bool = true;
+
+    unsafe fn run_rows(
+        rows: usize,
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded contract; each arm reads the first `r ≤ MR` floats of every
+        // MR-wide column of the A panel and writes `r` rows of C.
+        unsafe {
+            match rows.min(MR) {
+                1 => kernel::<1>(kc, a, b, c, ldc, accumulate),
+                2 => kernel::<2>(kc, a, b, c, ldc, accumulate),
+                3 => kernel::<3>(kc, a, b, c, ldc, accumulate),
+                4 => kernel::<4>(kc, a, b, c, ldc, accumulate),
+                5 => kernel::<5>(kc, a, b, c, ldc, accumulate),
+                _ => kernel::<MR>(kc, a, b, c, ldc, accumulate),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (rows, kc, a, b, c, ldc, accumulate);
     }
 }

@@ -7,7 +7,9 @@
 //! `PREFETCH` steps ahead is prefetched into L1 (a 64-wide B micro-panel is larger than L1,
 //! so it streams from L2); the C tile is prefetched at the start and read (when
 //! accumulating) and written once at the end.
-//! Limits: full tiles only (edges go through a padded scratch tile); `MR·NV + NV + 1 ≤ 32`
+//! `run_rows` runs the same loop on fewer rows (1 to 5) for edge row panels and skinny
+//! products, reading the first rows of the 6-wide A panel.
+//! Limits: full-width tiles only (column edges go through a padded scratch tile); `MR·NV + NV + 1 ≤ 32`
 //! so nothing spills; needs AVX-512F (the caller checks).
 
 #[cfg(target_arch = "x86_64")]
@@ -28,6 +30,7 @@ pub struct Avx512<const MR: usize, const NV: usize>;
 unsafe fn kernel<const MR: usize, const NV: usize>(
     kc: usize,
     a: *const f32,
+    a_step: usize,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -47,8 +50,9 @@ unsafe fn kernel<const MR: usize, const NV: usize>(
         for v in 0..NV {
             _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * nr + 16 * v) as *const i8);
         }
-        // SAFETY: the caller guarantees `b` holds kc·nr and `a` kc·MR readable floats; each
-        // step reads one row of B and one column of A, then advances by exactly that.
+        // SAFETY: the caller guarantees `b` holds kc·nr and `a` kc·a_step readable floats
+        // (a_step ≥ MR); each step reads one row of B and the first MR floats of one column
+        // of A, then advances by one row and one column.
         unsafe {
             let mut bv = [_mm512_setzero_ps(); NV];
             for v in 0..NV {
@@ -60,7 +64,7 @@ unsafe fn kernel<const MR: usize, const NV: usize>(
                     acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
                 }
             }
-            a = a.add(MR);
+            a = a.add(a_step);
             b = b.add(nr);
         }
     }
@@ -89,9 +93,37 @@ impl<const MR: usize, const NV: usize> MicroKernel for Avx512<MR, NV> {
         // SAFETY: forwarded contract: valid panels and tile, AVX-512F present (the caller
         // selects this kernel only after detecting it).
         unsafe {
-            kernel::<MR, NV>(kc, a, b, c, ldc, accumulate)
+            kernel::<MR, NV>(kc, a, MR, b, c, ldc, accumulate)
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (kc, a, b, c, ldc, accumulate);
+    }
+
+    const ROW_EXACT: bool = true;
+
+    unsafe fn run_rows(
+        rows: usize,
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded contract; each arm reads the first `r ≤ MR` floats of every
+        // MR-wide column of the A panel and writes `r` rows of C.
+        unsafe {
+            match rows.min(MR) {
+                1 => kernel::<1, NV>(kc, a, MR, b, c, ldc, accumulate),
+                2 => kernel::<2, NV>(kc, a, MR, b, c, ldc, accumulate),
+                3 => kernel::<3, NV>(kc, a, MR, b, c, ldc, accumulate),
+                4 => kernel::<4, NV>(kc, a, MR, b, c, ldc, accumulate),
+                5 => kernel::<5, NV>(kc, a, MR, b, c, ldc, accumulate),
+                _ => kernel::<MR, NV>(kc, a, MR, b, c, ldc, accumulate),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (rows, kc, a, b, c, ldc, accumulate);
     }
 }

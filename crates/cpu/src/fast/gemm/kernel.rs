@@ -26,4 +26,29 @@ pub trait MicroKernel: Sync {
     /// writes of `MR` rows of `NR` elements at row stride `ldc`; the CPU must support the
     /// kernel's instruction set.
     unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool);
+
+    /// Whether [`MicroKernel::run_rows`] computes only the rows asked for (else it computes
+    /// all `MR`, and the caller must give it a full tile).
+    const ROW_EXACT: bool = false;
+
+    /// `C[0..rows, 0..NR] (+)= A_panel[.., 0..rows] · B_panel` for `rows ≤ MR` (the A panel
+    /// is still `MR` wide): the edge row panel of a product, or the few rows of a skinny one,
+    /// without the work of the padding rows. Where [`MicroKernel::ROW_EXACT`] is false this
+    /// is [`MicroKernel::run`] on all `MR` rows.
+    ///
+    /// # Safety
+    /// As [`MicroKernel::run`], with `c` valid for `rows` rows (`MR` without `ROW_EXACT`).
+    unsafe fn run_rows(
+        rows: usize,
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        let _ = rows;
+        // SAFETY: forwarded contract.
+        unsafe { Self::run(kc, a, b, c, ldc, accumulate) }
+    }
 }

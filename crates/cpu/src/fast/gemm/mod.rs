@@ -40,6 +40,7 @@ pub use qgemm::{kernel_name as int8_kernel_name, qgemm};
 use crate::epilogue;
 use crate::features::Isa;
 use crate::kernels::GemmArgs;
+use crate::prepack::{PackKey, PackSlot, Packed};
 
 /// Below this many multiply-adds a GEMM runs on the calling thread.
 const PARALLEL_MACS: usize = 1 << 18;
@@ -83,6 +84,7 @@ pub fn gemm_i8(g: &GemmArgs<i8>, out: &mut [i32]) {
                 b: g.b,
                 trans_b: g.trans_b,
                 b_shared: g.b_shared,
+                b_pack: None,
             };
             level.run(&p, &qgemm::ToI32 { m: g.m, n: g.n, out: out.as_mut_ptr() });
         }
@@ -109,7 +111,10 @@ pub fn gemm_f32_on(isa: Isa, g: &GemmArgs<f32>, out: &mut [f32]) {
         }
         return;
     }
-    if g.m <= gemv::MAX_ROWS {
+    // A constant B (a weight) is packed once and kept with its buffer; one B per batch is
+    // packed per call as before.
+    let prepacked = g.b_pack.filter(|_| g.b_shared || g.batch == 1);
+    if g.m <= gemv::MAX_ROWS && prepacked.is_none() {
         let job = |(b, c): (usize, &mut [f32])| gemv::gemv_batch(isa, g, b, c, |row, j0, seg| finish(g, row, j0, seg));
         let small = g.m * g.n * g.k < PARALLEL_MACS;
         if g.batch > 1 && small && rayon::current_num_threads() > 1 {
@@ -120,10 +125,53 @@ pub fn gemm_f32_on(isa: Isa, g: &GemmArgs<f32>, out: &mut [f32]) {
         return;
     }
     match isa {
-        Isa::Avx512 => run::<Avx512Kernel>(g, out),
-        Isa::Avx2 => run::<Avx2Kernel>(g, out),
-        Isa::Portable => run::<PortableKernel>(g, out),
+        Isa::Avx512 => run::<Avx512Kernel>(g, out, prepacked),
+        Isa::Avx2 => run::<Avx2Kernel>(g, out, prepacked),
+        Isa::Portable => run::<PortableKernel>(g, out, prepacked),
     }
+}
+
+/// All of a B operand packed for kernel `K`: for each `KC` block of the reduction (in
+/// order), every `NR`-column panel of that block (`kc × NR`, zero-padded past `n`). Block
+/// `pc` starts at `pc · n_pad`, and column `jc` (a multiple of `NR`) of it at `jc · kc`.
+struct PackedF32 {
+    buf: PackBuf,
+    len: usize,
+    n_pad: usize,
+}
+
+impl PackedF32 {
+    /// The panels of columns `jc ..` in the reduction block starting at `pc` (`kc` long).
+    fn panels(&self, pc: usize, kc: usize, jc: usize) -> &[f32] {
+        &bytemuck::cast_slice(&self.buf.0)[..self.len][pc * self.n_pad + jc * kc..]
+    }
+}
+
+/// Pack all of batch 0's B for kernel `K` (see [`PackedF32`]), in parallel when large.
+fn prepack<K: MicroKernel>(g: &GemmArgs<f32>) -> Packed {
+    let (nr, kc_max) = (K::NR, K::KC);
+    let (_, xb) = operands(g, 0);
+    let col_panels = g.n.div_ceil(nr);
+    let n_pad = col_panels * nr;
+    let len = n_pad * g.k;
+    let mut buf = PackBuf(Vec::new());
+    let all = buf.take(len);
+    let parallel = g.n * g.k >= PARALLEL_MACS && rayon::current_num_threads() > 1;
+    let mut rest = &mut all[..];
+    let mut pc = 0;
+    while pc < g.k {
+        let kc = kc_max.min(g.k - pc);
+        let (block, tail) = rest.split_at_mut(n_pad * kc);
+        let pack = |(jp, dst): (usize, &mut [f32])| pack_dyn(nr, xb, jp * nr, nr.min(g.n - jp * nr), pc, kc, dst);
+        if parallel {
+            block.par_chunks_mut(nr * kc).enumerate().for_each(pack);
+        } else {
+            block.chunks_mut(nr * kc).enumerate().for_each(pack);
+        }
+        rest = tail;
+        pc += kc;
+    }
+    Packed::new(PackedF32 { buf, len, n_pad }, len * 4)
 }
 
 /// Apply the epilogue to `seg`, the outputs of global row `row` (batch-major) from column `j0`.
@@ -170,17 +218,22 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above: concurrent tasks write only disjoint tiles through copies of it.
 unsafe impl Sync for OutPtr {}
 
-fn run<K: MicroKernel>(g: &GemmArgs<f32>, out: &mut [f32]) {
+fn run<K: MicroKernel>(g: &GemmArgs<f32>, out: &mut [f32], prepacked: Option<&PackSlot>) {
     let ptr = OutPtr(out.as_mut_ptr());
     let threads = rayon::current_num_threads().max(1);
     let per_batch = g.m * g.n * g.k;
+    let packed = prepacked.map(|slot| {
+        let key = PackKey { scheme: K::NAME, n: g.n, k: g.k, trans_b: g.trans_b };
+        slot.get_or_build(key, || prepack::<K>(g))
+    });
+    let packed = packed.as_deref().and_then(Packed::get::<PackedF32>);
     if threads > 1 && g.batch > 1 && per_batch < PARALLEL_MACS {
         // Many small products: one whole GEMM per task.
-        (0..g.batch).into_par_iter().for_each(|b| gemm_one::<K>(g, b, ptr, 1));
+        (0..g.batch).into_par_iter().for_each(|b| gemm_one::<K>(g, b, ptr, 1, packed));
     } else {
         let parts = if per_batch < PARALLEL_MACS { 1 } else { threads };
         for b in 0..g.batch {
-            gemm_one::<K>(g, b, ptr, parts);
+            gemm_one::<K>(g, b, ptr, parts, packed);
         }
     }
 }
@@ -215,8 +268,13 @@ struct Task {
     panels: (usize, usize),
 }
 
+/// Rows up to which a product keeps all its rows in one block and splits only the columns
+/// between threads: every thread then reads only its share of B, which such products are
+/// bound by.
+const SKINNY_ROWS: usize = 32;
+
 fn tasks(m: usize, nc: usize, mr: usize, nr: usize, mc: usize, parts: usize) -> Vec<Task> {
-    let rows = row_blocks(m, mr, mc, parts);
+    let rows = if m <= SKINNY_ROWS { vec![(0, m)] } else { row_blocks(m, mr, mc, parts) };
     let col_panels = nc.div_ceil(nr);
     let splits = if rows.len() >= parts { 1 } else { parts.div_ceil(rows.len()).min(col_panels).max(1) };
     let per = col_panels.div_ceil(splits);
@@ -270,8 +328,9 @@ fn operands<'a>(g: &GemmArgs<'a, f32>, batch: usize) -> (Operand<'a>, Operand<'a
     (xa, xb)
 }
 
-/// One batch's product with `parts`-way parallelism.
-fn gemm_one<K: MicroKernel>(g: &GemmArgs<f32>, batch: usize, out: OutPtr, parts: usize) {
+/// One batch's product with `parts`-way parallelism, B packed per step or taken from
+/// `packed`.
+fn gemm_one<K: MicroKernel>(g: &GemmArgs<f32>, batch: usize, out: OutPtr, parts: usize, packed: Option<&PackedF32>) {
     let (mr, nr) = (K::MR, K::NR);
     let (kc_max, mc_max, nc_max) = (K::KC, K::MC, K::NC);
     let (xa, xb) = operands(g, batch);
@@ -284,17 +343,13 @@ fn gemm_one<K: MicroKernel>(g: &GemmArgs<f32>, batch: usize, out: OutPtr, parts:
             while pc < g.k {
                 let kc = kc_max.min(g.k - pc);
                 let col_panels = nc.div_ceil(nr);
-                let panels = bpack.take(col_panels * nr * kc);
-                if parts > 1 {
-                    // Each thread packs a contiguous range of panels.
-                    let per = col_panels.div_ceil(parts * 2).max(1);
-                    panels.par_chunks_mut(per * nr * kc).enumerate().for_each(|(i, dst)| {
-                        let c0 = i * per * nr;
-                        pack_dyn(nr, xb, jc + c0, (per * nr).min(nc - c0), pc, kc, dst)
-                    });
+                let panels: &[f32] = if let Some(p) = packed {
+                    &p.panels(pc, kc, jc)[..col_panels * nr * kc]
                 } else {
-                    pack_dyn(nr, xb, jc, nc, pc, kc, panels);
-                }
+                    let panels = bpack.take(col_panels * nr * kc);
+                    pack_step(nr, xb, jc, nc, pc, kc, parts, panels);
+                    panels
+                };
                 let step = Step { g, batch, xa, bpack: panels, jc, pc, kc, out };
                 if list.len() > 1 {
                     list.par_iter().for_each(|t| step.task::<K>(t));
@@ -306,6 +361,23 @@ fn gemm_one<K: MicroKernel>(g: &GemmArgs<f32>, batch: usize, out: OutPtr, parts:
             jc += nc;
         }
     });
+}
+
+/// Pack B's columns `jc .. jc + nc`, reduction steps `pc .. pc + kc`, into `panels`, in
+/// parallel when the product is.
+#[allow(clippy::too_many_arguments)]
+fn pack_step(nr: usize, xb: Operand, jc: usize, nc: usize, pc: usize, kc: usize, parts: usize, panels: &mut [f32]) {
+    let col_panels = nc.div_ceil(nr);
+    if parts > 1 {
+        // Each thread packs a contiguous range of panels.
+        let per = col_panels.div_ceil(parts * 2).max(1);
+        panels.par_chunks_mut(per * nr * kc).enumerate().for_each(|(i, dst)| {
+            let c0 = i * per * nr;
+            pack_dyn(nr, xb, jc + c0, (per * nr).min(nc - c0), pc, kc, dst)
+        });
+    } else {
+        pack_dyn(nr, xb, jc, nc, pc, kc, panels);
+    }
 }
 
 /// What every task of one (jc, pc) step shares.
@@ -348,15 +420,16 @@ impl Step<'_> {
                     // SAFETY: (row0, col0) is inside the m × n output of this batch, so the
                     // offset is inside `out`; this task alone writes this tile.
                     let c = unsafe { self.out.0.add(c_base + row0 * g.n + col0) };
-                    if nrows == mr && ncols == nr {
-                        // SAFETY: the packed panels hold mr·kc and kc·nr floats; the full
-                        // tile (mr rows × nr columns at stride n) lies inside the output;
-                        // the kernel's ISA was detected before `run` was chosen.
-                        unsafe { K::run(kc, ap.as_ptr(), bp, c, g.n, accumulate) };
+                    if ncols == nr && (nrows == mr || K::ROW_EXACT) {
+                        // SAFETY: the packed panels hold mr·kc and kc·nr floats; the tile
+                        // (nrows rows × nr columns at stride n; all mr rows unless the
+                        // kernel is row-exact) lies inside the output; the kernel's ISA was
+                        // detected before `run` was chosen.
+                        unsafe { K::run_rows(nrows, kc, ap.as_ptr(), bp, c, g.n, accumulate) };
                     } else {
                         // Edge tile: compute the padded tile in scratch, copy what exists.
                         // SAFETY: scratch holds MAX_TILE ≥ mr·nr floats at stride nr.
-                        unsafe { K::run(kc, ap.as_ptr(), bp, scratch.0.as_mut_ptr(), nr, false) };
+                        unsafe { K::run_rows(nrows, kc, ap.as_ptr(), bp, scratch.0.as_mut_ptr(), nr, false) };
                         for r in 0..nrows {
                             // SAFETY: row r of the edge tile: ncols floats inside the output,
                             // written only by this task; no other reference to them exists.
@@ -384,7 +457,61 @@ impl Step<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::row_blocks;
+    use super::{gemm_f32_on, row_blocks};
+    use crate::features::Isa;
+    use crate::kernels::GemmArgs;
+    use crate::prepack::{Budget, PackSlot};
+    use omnifuse_core::op::{Activation, Epilogue};
+
+    /// Every SIMD level this CPU has, B packed once (kept in a slot) against B packed per
+    /// call: bit for bit where both take the packed kernel (more than 8 rows), and against
+    /// the reference otherwise; then a second call hits and agrees again.
+    #[test]
+    fn prepacked_b_matches_per_call_packing_at_every_level() {
+        let shapes =
+            [(1, 64, 16), (3, 77, 513), (8, 130, 300), (9, 64, 64), (17, 200, 1100), (32, 3100, 40), (50, 70, 90)];
+        for isa in Isa::available() {
+            for &(m, n, k) in &shapes {
+                for trans_b in [true, false] {
+                    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0).collect();
+                    let b: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0).collect();
+                    let bias: Vec<f32> = (0..n).map(|j| j as f32 / 100.0).collect();
+                    let g = GemmArgs {
+                        batch: 1,
+                        m,
+                        n,
+                        k,
+                        a: &a,
+                        trans_a: false,
+                        b: &b,
+                        trans_b,
+                        b_shared: true,
+                        epilogue: Epilogue { bias: true, activation: Activation::Relu, ..Epilogue::default() },
+                        bias: Some(&bias),
+                        residual: None,
+                        b_pack: None,
+                    };
+                    let mut want = vec![0.0f32; m * n];
+                    crate::Kernels::gemm_f32(&crate::reference::Reference, &g, &mut want);
+                    let mut per_call = vec![0.0f32; m * n];
+                    gemm_f32_on(isa, &g, &mut per_call);
+                    let slot = PackSlot::new(Budget::new(1 << 30));
+                    slot.mark_constant();
+                    let kept = GemmArgs { b_pack: Some(&slot), ..g };
+                    let (mut first, mut second) = (vec![0.0f32; m * n], vec![0.0f32; m * n]);
+                    gemm_f32_on(isa, &kept, &mut first);
+                    gemm_f32_on(isa, &kept, &mut second);
+                    let what = format!("{isa:?} {m}×{n}×{k} trans_b={trans_b}");
+                    assert_eq!(first, second, "{what}");
+                    if m > super::gemv::MAX_ROWS {
+                        assert_eq!(first, per_call, "{what}");
+                    }
+                    let err = first.iter().zip(&want).fold(0.0f32, |e, (x, y)| e.max((x - y).abs()));
+                    assert!(err < 1e-3, "{what}: max error {err}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn row_blocks_cover_every_row_once_and_balance() {

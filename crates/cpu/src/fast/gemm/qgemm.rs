@@ -160,6 +160,7 @@ pub fn qgemm(g: &QGemmArgs, out: QOut<'_>) {
             b: g.b,
             trans_b: true,
             b_shared: true,
+            b_pack: g.b_pack,
         };
         match out {
             QOut::F32(o) => level.run(&p, &ToF32 { epi, out: Ptr(o.as_mut_ptr()) }),
@@ -182,6 +183,7 @@ pub fn qgemm(g: &QGemmArgs, out: QOut<'_>) {
         epilogue: Epilogue::default(),
         bias: None,
         residual: None,
+        b_pack: None,
     };
     super::int8::gemm_i8(&args, &mut acc);
     match out {

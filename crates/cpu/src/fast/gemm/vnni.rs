@@ -9,7 +9,8 @@
 //! 16 columns), A panel `[g][MR][4]` (one broadcast dword per row). Each group issues
 //! `MR·NR/16` (zmm) dot products from `NR/16` loads and `MR` broadcasts: for 6 × 64, 24
 //! `vpdpbusd` per 4 + 6 loads, with 24 accumulators + 4 B + 1 broadcast registers of 32.
-//! Blocking: B is packed once (per batch when not shared) and shared by all threads; threads
+//! Blocking: B is packed once (per batch when not shared) and shared by all threads; a
+//! constant B (a weight) is packed on its first use and kept with its buffer; threads
 //! take row blocks of `MC` rows (A block packed per task, kept in L2) and, when rows are few,
 //! ranges of column panels too; each B micro-panel (`NR × K` bytes) is reused across the
 //! row block from L2. Every finished `MR × NR` tile (i32, offset removed) goes to a sink that
@@ -21,6 +22,8 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use rayon::prelude::*;
+
+use crate::prepack::{PackKey, PackSlot, Packed};
 
 /// Below this many multiply-adds a GEMM runs on the calling thread.
 const PARALLEL_MACS: usize = 1 << 18;
@@ -168,6 +171,28 @@ pub struct Problem<'a> {
     pub trans_b: bool,
     /// One `B` for every batch.
     pub b_shared: bool,
+    /// Where `B` is a constant: its packed panels and column sums, kept across calls.
+    pub b_pack: Option<&'a PackSlot>,
+}
+
+/// All of a B operand packed for one kernel: the column panels `[g][NR][4]` one after the
+/// other, and each column's offset correction `128·Σ_k b[k][j]` (zero past `n`).
+struct PackedI8 {
+    panels: Vec<i8>,
+    comp: Vec<i32>,
+}
+
+/// Pack batch `batch`'s B (all column panels) into `panels` and `comp`, in parallel when
+/// `parallel`.
+fn pack_all<const NR: usize>(p: &Problem, batch: usize, panels: &mut [i8], comp: &mut [i32], parallel: bool) {
+    let b = if p.b_shared { p.b } else { &p.b[batch * p.k * p.n..][..p.k * p.n] };
+    let panel_bytes = p.k.div_ceil(4) * NR * 4;
+    let pack = |(jp, (dst, c)): (usize, (&mut [i8], &mut [i32]))| pack_b::<NR>(p, b, jp * NR, dst, c);
+    if parallel {
+        panels.par_chunks_mut(panel_bytes).zip(comp.par_chunks_mut(NR)).enumerate().for_each(pack);
+    } else {
+        panels.chunks_mut(panel_bytes).zip(comp.chunks_mut(NR)).enumerate().for_each(pack);
+    }
 }
 
 /// Where finished tiles go: `(batch, first row, first column, rows, columns, tile)` with the
@@ -278,20 +303,31 @@ pub fn run<K: QKernel, const MR: usize, const NR: usize>(p: &Problem, sink: &dyn
     let parts = if macs >= PARALLEL_MACS { rayon::current_num_threads().max(1) } else { 1 };
     let mc = MR * PANELS_PER_BLOCK;
     let list = tasks(p.m, col_panels, mc, parts);
-    let mut bpack = vec![0i8; col_panels * panel_bytes];
-    let mut comp = vec![0i32; col_panels * NR];
+    // A constant B shared by all batches is packed once and kept with its buffer.
+    let kept = p.b_pack.filter(|_| p.b_shared || p.batch == 1).map(|slot| {
+        let key = PackKey { scheme: K::NAME, n: p.n, k: p.k, trans_b: p.trans_b };
+        slot.get_or_build(key, || {
+            let (mut panels, mut comp) = (vec![0i8; col_panels * panel_bytes], vec![0i32; col_panels * NR]);
+            pack_all::<NR>(p, 0, &mut panels, &mut comp, p.n * p.k >= PARALLEL_MACS);
+            let bytes = panels.len() + 4 * comp.len();
+            Packed::new(PackedI8 { panels, comp }, bytes)
+        })
+    });
+    let kept = kept.as_deref().and_then(Packed::get::<PackedI8>);
+    let (mut own_panels, mut own_comp) = (Vec::new(), Vec::new());
+    if kept.is_none() {
+        own_panels = vec![0i8; col_panels * panel_bytes];
+        own_comp = vec![0i32; col_panels * NR];
+    }
     for batch in 0..p.batch {
-        if batch == 0 || !p.b_shared {
-            let b = if p.b_shared { p.b } else { &p.b[batch * p.k * p.n..][..p.k * p.n] };
-            let pack = |(jp, (dst, c)): (usize, (&mut [i8], &mut [i32]))| pack_b::<NR>(p, b, jp * NR, dst, c);
-            if parts > 1 {
-                bpack.par_chunks_mut(panel_bytes).zip(comp.par_chunks_mut(NR)).enumerate().for_each(pack);
-            } else {
-                bpack.chunks_mut(panel_bytes).zip(comp.chunks_mut(NR)).enumerate().for_each(pack);
-            }
+        if kept.is_none() && (batch == 0 || !p.b_shared) {
+            pack_all::<NR>(p, batch, &mut own_panels, &mut own_comp, parts > 1);
         }
         let a = &p.a[batch * p.m * p.k..][..p.m * p.k];
-        let (bpack, comp) = (&bpack[..], &comp[..]);
+        let (bpack, comp) = match kept {
+            Some(k) => (&k.panels[..], &k.comp[..]),
+            None => (&own_panels[..], &own_comp[..]),
+        };
         let task = |t: &Task| {
             PACK_A.with(|cell| {
                 let mut fresh = Vec::new();
@@ -460,11 +496,23 @@ mod tests {
                     epilogue: Epilogue::default(),
                     bias: None,
                     residual: None,
+                    b_pack: None,
                 };
                 let mut want = vec![0i32; batch * m * n];
                 crate::Kernels::gemm_i8(&crate::reference::Reference, &g, &mut want);
                 for &level in &levels {
-                    let p = Problem { batch, m, n, k, a: &a, trans_a: ta, b: &b, trans_b: tb, b_shared: shared };
+                    let p = Problem {
+                        batch,
+                        m,
+                        n,
+                        k,
+                        a: &a,
+                        trans_a: ta,
+                        b: &b,
+                        trans_b: tb,
+                        b_shared: shared,
+                        b_pack: None,
+                    };
                     let sink = Collect { m, n, out: std::sync::Mutex::new(vec![i32::MIN; batch * m * n]) };
                     level.run(&p, &sink);
                     let got = sink.out.into_inner().expect("no test thread panicked");
