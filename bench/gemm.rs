@@ -29,6 +29,7 @@ fn bench(c: &mut Criterion) {
             epilogue: Epilogue::default(),
             bias: None,
             residual: None,
+            b_pack: None,
         };
         group.bench_with_input(BenchmarkId::new("omnifuse", n), &n, |bch, _| {
             bch.iter(|| cpu.install(|| Fast.gemm_f32(&args, &mut out)))
