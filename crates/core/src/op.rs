@@ -29,6 +29,16 @@ impl Activation {
             Activation::Gelu => "gelu",
         }
     }
+
+    /// The code every GPU kernel family (OpenCL, CUDA/HIP) takes for it: 0 none, 1 ReLU,
+    /// 2 GELU.
+    pub fn code(self) -> i32 {
+        match self {
+            Activation::None => 0,
+            Activation::Relu => 1,
+            Activation::Gelu => 2,
+        }
+    }
 }
 
 /// What a GEMM does to each output element after the dot product, in one pass:

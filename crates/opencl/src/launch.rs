@@ -5,7 +5,7 @@
 
 use omnifuse_core::attention::{MaskMode, sequences};
 use omnifuse_core::infer::gemm_dims;
-use omnifuse_core::op::{Activation, Op, PoolKind};
+use omnifuse_core::op::{Op, PoolKind};
 use omnifuse_core::{Backend, DType, Error, Result, Tensor};
 
 use crate::backend::{Arg, GemmVariant, OpenClBackend};
@@ -46,15 +46,6 @@ fn prod(d: &[usize]) -> usize {
     d.iter().product()
 }
 
-/// The activation code shared with the kernels (common.cl): 0 none, 1 ReLU, 2 GELU.
-fn act_code(a: Activation) -> i32 {
-    match a {
-        Activation::None => 0,
-        Activation::Relu => 1,
-        Activation::Gelu => 2,
-    }
-}
-
 fn u(v: usize) -> Arg {
     Arg::U64(v as u64)
 }
@@ -92,7 +83,7 @@ pub fn launch(be: &OpenClBackend, op: &Op, inputs: &[&Tensor], out: &Tensor) -> 
             let mut extra = inputs[2..].iter();
             let bias = if ep.bias { extra.next().map(|t| be.mem(t)).transpose()? } else { None };
             let res = if ep.residual { extra.next().map(|t| be.mem(t)).transpose()? } else { None };
-            let act = act_code(ep.activation);
+            let act = ep.activation.code();
             let local = [tiles.tn / tiles.wn, tiles.tm / tiles.wm, 1];
             let global = [d.n.div_ceil(tiles.tn) * local[0], d.m.div_ceil(tiles.tm) * local[1], d.batch];
             let args = [
@@ -139,7 +130,7 @@ pub fn launch(be: &OpenClBackend, op: &Op, inputs: &[&Tensor], out: &Tensor) -> 
             let mut extra = inputs[3 + usize::from(dt == DType::I8)..].iter();
             let bias = if ep.bias { extra.next().map(|t| be.mem(t)).transpose()? } else { None };
             let res = if ep.residual { extra.next().map(|t| be.mem(t)).transpose()? } else { None };
-            let act = act_code(ep.activation);
+            let act = ep.activation.code();
             let local = [tiles.tn / tiles.wn, tiles.tm / tiles.wm, 1];
             let global = [d.n.div_ceil(tiles.tn) * local[0], rows.div_ceil(tiles.tm) * local[1], 1];
             let args = [

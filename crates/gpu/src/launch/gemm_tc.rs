@@ -9,7 +9,7 @@
 //! or row tiles, and pointers not 16-byte aligned.
 
 use omnifuse_core::infer::gemm_dims;
-use omnifuse_core::op::{Activation, Op};
+use omnifuse_core::op::Op;
 use omnifuse_core::{DType, Result, Tensor};
 
 use crate::device::GpuDevice;
@@ -80,15 +80,6 @@ pub(crate) fn pick_tile<D: GpuDevice>(be: &D, batch: usize, m: usize, n: usize) 
     let sms = be.compute_units().max(1);
     let big = m.div_ceil(BIG.bm).saturating_mul(n.div_ceil(BIG.bn)).saturating_mul(batch);
     if big >= sms { BIG } else { SMALL }
-}
-
-/// The activation code the kernels share with the host: 0 none, 1 ReLU, 2 GELU.
-pub(crate) fn act_code(a: Activation) -> i32 {
-    match a {
-        Activation::None => 0,
-        Activation::Relu => 1,
-        Activation::Gelu => 2,
-    }
 }
 
 /// True when every address is 16-byte aligned (what the 16-byte cp.async copies and the
@@ -171,7 +162,7 @@ pub(crate) fn launch<D: GpuDevice>(be: &D, op: &Op, inputs: &[&Tensor], out: &Te
         Arg::I64(if d.b_shared { 0 } else { (d.k * d.n) as i64 }),
         Arg::F32(ep.scale),
         Arg::I32(bias.is_some() as i32),
-        Arg::I32(act_code(ep.activation)),
+        Arg::I32(ep.activation.code()),
         Arg::I32(res.is_some() as i32),
     ];
     be.enqueue(&kernel, &args)?;

@@ -14,7 +14,7 @@
 
 use omnifuse_core::attention::{MaskMode, sequences};
 use omnifuse_core::infer::gemm_dims;
-use omnifuse_core::op::{Activation, Op, PoolKind};
+use omnifuse_core::op::{Op, PoolKind};
 use omnifuse_core::{DType, Error, Result, Tensor};
 
 use crate::device::GpuDevice;
@@ -81,15 +81,6 @@ fn raw(d: DType) -> &'static str {
 
 fn prod(d: &[usize]) -> usize {
     d.iter().product()
-}
-
-/// The activation code shared with the kernels (omnifuse_gpu.h): 0 none, 1 ReLU, 2 GELU.
-fn act_code(a: Activation) -> i32 {
-    match a {
-        Activation::None => 0,
-        Activation::Relu => 1,
-        Activation::Gelu => 2,
-    }
 }
 
 fn u(v: usize) -> Arg {
@@ -239,7 +230,7 @@ pub(crate) fn launch<D: GpuDevice>(be: &D, op: &Op, inputs: &[&Tensor], out: &Te
                 u(if d.b_shared { 0 } else { d.k * d.n }),
                 Arg::F32(ep.scale),
                 flag(bias.is_some()),
-                Arg::I32(act_code(ep.activation)),
+                Arg::I32(ep.activation.code()),
                 flag(res.is_some()),
             ];
             be.enqueue(&k, &args)
@@ -287,7 +278,7 @@ pub(crate) fn launch<D: GpuDevice>(be: &D, op: &Op, inputs: &[&Tensor], out: &Te
                 u(d.k),
                 Arg::F32(ep.scale),
                 flag(bias.is_some()),
-                Arg::I32(act_code(ep.activation)),
+                Arg::I32(ep.activation.code()),
                 flag(res.is_some()),
             ];
             be.enqueue(&k, &args)

@@ -11,7 +11,7 @@ use omnifuse_core::infer::gemm_dims;
 use omnifuse_core::op::{GemmSpec, Op};
 use omnifuse_core::{DType, Result, Tensor};
 
-use super::gemm_tc::{TILES, Tile, act_code, aligned, pick_tile};
+use super::gemm_tc::{TILES, Tile, aligned, pick_tile};
 use crate::device::GpuDevice;
 use crate::kernel::{Arg, Kernel, Source, Variant, blocks};
 
@@ -205,7 +205,7 @@ pub(crate) fn launch<D: GpuDevice>(be: &D, op: &Op, inputs: &[&Tensor], out: &Te
             a_stride: 0,
             b_stride: 0,
             scale: ep.scale,
-            act: act_code(ep.activation),
+            act: ep.activation.code(),
         };
         enqueue(be, mode, tile, grid, &l)
     };
