@@ -5,7 +5,8 @@
 //! user sees where the error enters. Quality is also given MLPerf's way: as a percentage of
 //! the FP32 figure, against the 99% and 99.9% targets.
 //!
-//! Datasets: [`Dataset::builtin`] (seeded requests of every modality mix, no files needed) or
+//! Datasets: [`Dataset::builtin`] (seeded near-duplicate pairs of every modality mix, no files
+//! needed) or
 //! [`Dataset::load`]: a directory of inputs, one request per file (`.txt` text, PNG/JPEG
 //! images, WAV audio, Y4M video), with an optional `labels.tsv`: lines
 //! `FILE<TAB>CLASS[<TAB>PAIR]` — `CLASS` the expected label of the classification head (empty:
@@ -18,8 +19,6 @@ use omnifuse_model::Model;
 use omnifuse_model::input::RawInput;
 use omnifuse_model::output::HeadResult;
 use omnifuse_model::request::Parameters;
-
-use crate::workload;
 
 /// One request of a dataset.
 #[derive(Clone, Debug)]
@@ -44,18 +43,11 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// `n` seeded requests over every modality and the common combinations.
+    /// `n` seeded requests over every modality and the common combinations, in near-duplicate
+    /// pairs with structured content (see [`crate::builtin_set`]).
     pub fn builtin(n: usize, seed: u64) -> Dataset {
-        let mix = workload::parse_mix(
-            "text=0.3,image=0.2,audio=0.15,video=0.1,text+image=0.15,text+audio=0.05,text+image+audio+video=0.05",
-        )
-        .unwrap_or_default();
-        let items = workload::generate(&mix, n, seed)
-            .into_iter()
-            .enumerate()
-            .map(|(i, inputs)| Item { name: format!("builtin-{i}"), inputs, label: None, pair: None })
-            .collect();
-        Dataset { name: format!("builtin ({n} seeded requests, seed {seed})"), items }
+        let items = crate::builtin_set::items(n, seed);
+        Dataset { name: format!("builtin ({n} seeded requests in pairs, seed {seed})"), items }
     }
 
     /// A directory of inputs (see the module docs).
@@ -152,6 +144,10 @@ pub struct HeadReport {
     /// Classification: fraction whose top-1 label equals FP32's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top1_agreement: Option<f64>,
+    /// Classification: how well-posed the agreement is — the median FP32 gap between the top
+    /// two probabilities, and the largest such gap among the requests whose label changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top1_margin: Option<(f64, f64)>,
     /// Classification with labels: (FP32 accuracy, target accuracy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<(f64, f64)>,
@@ -214,6 +210,20 @@ fn nearest(rows: &[&[f32]], q: usize) -> Vec<usize> {
         (0..rows.len()).filter(|&j| j != q).map(|j| (cosine(rows[q], rows[j]), j)).collect();
     order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     order.into_iter().map(|(_, j)| j).collect()
+}
+
+/// The gap between the two largest of `p` (0 with fewer than two).
+fn top_gap(p: &[f32]) -> f64 {
+    let (mut a, mut b) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+    for &x in p {
+        let x = f64::from(x);
+        if x > a {
+            (a, b) = (x, a);
+        } else if x > b {
+            b = x;
+        }
+    }
+    if b.is_finite() { a - b } else { 0.0 }
 }
 
 /// Recall@1 and @5 over items that have a pair partner.
@@ -282,17 +292,30 @@ fn head_report(head: &str, results: &[(usize, HeadResult, HeadResult)], data: &D
         Some(HeadResult::Classification { .. }) => {
             r.kind = "classification".into();
             let (mut agree, mut labelled, mut right_a, mut right_b) = (0usize, 0usize, 0usize, 0usize);
+            let (mut margins, mut flipped) = (Vec::new(), 0.0f64);
             for (i, a, b) in results {
-                if let (HeadResult::Classification { label: la, .. }, HeadResult::Classification { label: lb, .. }) =
-                    (a, b)
+                if let (
+                    HeadResult::Classification { label: la, probabilities: pa, .. },
+                    HeadResult::Classification { label: lb, .. },
+                ) = (a, b)
                 {
-                    agree += usize::from(la == lb);
+                    let gap = top_gap(pa);
+                    margins.push(gap);
+                    if la == lb {
+                        agree += 1;
+                    } else {
+                        flipped = flipped.max(gap);
+                    }
                     if let Some(want) = &data.items[*i].label {
                         labelled += 1;
                         right_a += usize::from(la == want);
                         right_b += usize::from(lb == want);
                     }
                 }
+            }
+            margins.sort_by(f64::total_cmp);
+            if !margins.is_empty() {
+                r.top1_margin = Some((margins[margins.len() / 2], flipped));
             }
             r.top1_agreement = Some(frac(agree));
             r.quality_pct = 100.0 * frac(agree);
@@ -391,6 +414,8 @@ mod tests {
         s.add(&[10.0], &[9.0]);
         assert!((s.db() - 10.0 * (105.0f64).log10()).abs() < 1e-9);
         assert!((cosine(&[1.0, 0.0], &[0.0, 1.0])).abs() < 1e-12);
+        assert!((top_gap(&[0.2, 0.5, 0.3]) - 0.2).abs() < 1e-6);
+        assert_eq!(top_gap(&[1.0]), 0.0);
         assert_eq!(cosine(&[0.0], &[0.0]), 1.0);
     }
 }

@@ -10,6 +10,7 @@
 //! precision against FP32.
 
 pub mod accuracy;
+pub mod builtin_set;
 pub mod compare;
 pub mod driver;
 pub mod early_stop;

@@ -55,6 +55,11 @@ fn render(r: &Report, precision: Precision) -> String {
         if let Some(a) = h.top1_agreement {
             s += &format!("    top-1 agreement with fp32  {}\n", pct(a));
         }
+        if let Some((median, flipped)) = h.top1_margin {
+            s += &format!(
+                "    fp32 top-1/top-2 probability gap median {median:.2e}; largest gap that flipped {flipped:.2e}\n"
+            );
+        }
         if let Some((a, b)) = h.accuracy {
             s += &format!("    accuracy                    fp32 {}  {precision} {}\n", pct(a), pct(b));
         }
