@@ -3,12 +3,11 @@
 //! stored as I8 with an F32 `<name>_scale` vector), the rest kept f32; the config carries the
 //! layers kept in f32 (`[quant] keep_fp32`). By default activations are quantised per token
 //! at run time, which needs no calibration. With `--calib builtin|DIR` the FP32 model first
-//! runs a calibration set (its classification and retrieval heads) and every recorded `Linear`
+//! runs a calibration set (every head, the caption decoder's steps included) and every `Linear`
 //! input gets one static per-tensor step (`<weight>_input_scale`, `[quant] activations =
 //! "static-<method>"`) chosen by `--method`: minmax, percentile (`--percentile`) or entropy
 //! (KL). `--smooth ALPHA` applies SmoothQuant before quantising (layers reading a layer
-//! norm's output only; see the model crate's `smooth` module). The caption decoder's steps
-//! are not calibrated and stay per token.
+//! norm's output only; see the model crate's `smooth` module).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -38,6 +38,30 @@ pub struct AttnLayout {
     pub bias: Option<ValueId>,
 }
 
+/// What every graph of a model is built over: its device weights, the static input steps of
+/// its INT8 `Linear` layers, and the calibration observer while one is set. Copied into each
+/// graph builder — the encoders', the fusion's, the heads' and every decoder step's alike.
+#[derive(Clone, Copy)]
+pub struct Source<'w> {
+    /// The model's device weights, by name.
+    pub weights: &'w HashMap<String, Tensor>,
+    /// Static per-tensor input steps, by weight name (empty: every input per token).
+    pub steps: &'w HashMap<String, f32>,
+    /// Records `Linear` inputs while calibrating.
+    pub observer: Option<&'w Observer>,
+}
+
+impl<'w> Source<'w> {
+    /// An empty graph over this source; `eps` is the layer-norm epsilon.
+    pub fn builder(&self, eps: f32) -> Builder<'w> {
+        let b = Builder::new(self.weights, eps).with_steps(self.steps);
+        match self.observer {
+            Some(o) => b.with_observer(o),
+            None => b,
+        }
+    }
+}
+
 /// A graph under construction, with its input bindings.
 pub struct Builder<'w> {
     /// The graph.

@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use crate::config::HeadKind;
 use crate::error::{Error, Result};
 use crate::input::RawInput;
 use crate::model::Model;
@@ -280,20 +279,14 @@ impl Method {
 /// users.
 pub type Stats = (BTreeMap<String, LayerStats>, BTreeSet<String>);
 
-/// Run the (FP32) `model` on every request of a calibration set, answering its classification
-/// and retrieval heads, and return what every `Linear` input looked like.
+/// Run the (FP32) `model` on every request of a calibration set, answering every head (the
+/// generation heads' decoder steps included), and return what every `Linear` input looked
+/// like.
 pub fn collect(model: &mut Model, requests: &[Vec<RawInput>]) -> Result<Stats> {
     if requests.is_empty() {
         return Err(Error::Request("the calibration set is empty".into()));
     }
-    let tasks: Vec<String> = model
-        .config()
-        .heads
-        .iter()
-        .filter(|h| !matches!(h.kind, HeadKind::Generation { .. }))
-        .map(|h| h.name.clone())
-        .collect();
-    let params = Parameters { tasks, ..Parameters::default() };
+    let params = Parameters::default();
     let observer = Arc::new(Observer::new());
     model.set_observer(Some(observer.clone()));
     let run: Result<()> = requests.iter().try_for_each(|r| model.run(r, &params).map(|_| ()));

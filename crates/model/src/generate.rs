@@ -3,7 +3,6 @@
 //! recomputed) and cross-attention to the fused sequence (its keys and values computed once
 //! per request). Greedy or top-k/temperature sampling with a seeded ChaCha8 generator.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use omnifuse_core::attention::MaskMode;
@@ -12,7 +11,7 @@ use omnifuse_core::{Backend, Op, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::builder::{AttnLayout, Builder, to_f32};
+use crate::builder::{AttnLayout, Builder, Source, to_f32};
 use crate::config::{BOS, EOS};
 use crate::error::{Error, Result};
 
@@ -69,13 +68,13 @@ pub struct Generated {
 /// Run the decoder `name` against the fused sequence `z [T, D]`.
 pub fn generate(
     backend: &Arc<dyn Backend>,
-    weights: &HashMap<String, Tensor>,
+    src: Source<'_>,
     name: &str,
     shape: DecoderShape,
     z: &Tensor,
     sampling: Sampling,
 ) -> Result<Generated> {
-    let mut out = generate_batch(backend, weights, name, shape, &[(z, sampling)])?;
+    let mut out = generate_batch(backend, src, name, shape, &[(z, sampling)])?;
     out.pop().ok_or_else(|| Error::Request("internal: a batch of one generated nothing".into()))
 }
 
@@ -87,7 +86,7 @@ pub fn generate(
 /// Each request's tokens are those it would produce alone (same seed, same sampler).
 pub fn generate_batch(
     backend: &Arc<dyn Backend>,
-    weights: &HashMap<String, Tensor>,
+    src: Source<'_>,
     name: &str,
     shape: DecoderShape,
     requests: &[(&Tensor, Sampling)],
@@ -102,13 +101,13 @@ pub fn generate_batch(
     if live.is_empty() {
         return Ok(outs);
     }
-    let mut memory = cross_memory(backend, weights, name, shape, requests, &live)?;
+    let mut memory = cross_memory(backend, src, name, shape, requests, &live)?;
     let mut rngs: Vec<ChaCha8Rng> = requests.iter().map(|(_, s)| ChaCha8Rng::seed_from_u64(s.seed)).collect();
     let mut tokens: Vec<i32> = vec![BOS; requests.len()];
     let mut cache: Vec<Tensor> = Vec::new();
     for step in 0.. {
         let step_tokens: Vec<i32> = live.iter().map(|&i| tokens[i]).collect();
-        let (logits, next_cache) = step_graph(backend, weights, name, shape, &memory, &cache, &step_tokens, step)?;
+        let (logits, next_cache) = step_graph(backend, src, name, shape, &memory, &cache, &step_tokens, step)?;
         cache = next_cache;
         let vocab = logits.len() / live.len().max(1);
         let mut keep = Vec::with_capacity(live.len());
@@ -128,11 +127,11 @@ pub fn generate_batch(
             break;
         }
         if keep.len() < live.len() {
-            memory = memory.retain(backend, weights, shape.eps, &keep)?;
+            memory = memory.retain(backend, src, shape.eps, &keep)?;
             // Each cache tensor holds `step + 1` rows per live request, request by request.
             let steps = step + 1;
             let rows: Vec<i32> = keep.iter().flat_map(|&r| r * steps..(r + 1) * steps).map(|x| x as i32).collect();
-            cache = gather_rows(backend, weights, shape.eps, &cache, &rows)?;
+            cache = gather_rows(backend, src, shape.eps, &cache, &rows)?;
             live = keep.iter().map(|&r| live[r]).collect();
         }
     }
@@ -150,7 +149,7 @@ struct Memory {
 
 fn cross_memory(
     backend: &Arc<dyn Backend>,
-    weights: &HashMap<String, Tensor>,
+    src: Source<'_>,
     name: &str,
     shape: DecoderShape,
     requests: &[(&Tensor, Sampling)],
@@ -160,7 +159,7 @@ fn cross_memory(
     let lengths: Vec<usize> =
         live.iter().map(|&i| requests[i].0.desc.shape.dims().first().copied().unwrap_or(0)).collect();
     let total: usize = lengths.iter().sum();
-    let mut b = Builder::new(weights, shape.eps);
+    let mut b = src.builder(shape.eps);
     let parts: Vec<ValueId> = live.iter().map(|&i| b.device(requests[i].0.clone())).collect();
     let zv = if parts.len() == 1 { parts[0] } else { b.op(Op::Concat { axis: 0 }, &parts)? };
     let mut outs = Vec::with_capacity(2 * shape.layers);
@@ -176,13 +175,7 @@ fn cross_memory(
 
 impl Memory {
     /// Keep only the requests at positions `keep` (ascending) of the live list.
-    fn retain(
-        self,
-        backend: &Arc<dyn Backend>,
-        weights: &HashMap<String, Tensor>,
-        eps: f32,
-        keep: &[usize],
-    ) -> Result<Memory> {
+    fn retain(self, backend: &Arc<dyn Backend>, src: Source<'_>, eps: f32, keep: &[usize]) -> Result<Memory> {
         let mut starts = Vec::with_capacity(self.lengths.len());
         let mut at = 0;
         for &n in &self.lengths {
@@ -191,7 +184,7 @@ impl Memory {
         }
         let rows: Vec<i32> =
             keep.iter().flat_map(|&r| starts[r]..starts[r] + self.lengths[r]).map(|x| x as i32).collect();
-        let kv = gather_rows(backend, weights, eps, &self.kv, &rows)?;
+        let kv = gather_rows(backend, src, eps, &self.kv, &rows)?;
         Ok(Memory { kv, lengths: keep.iter().map(|&r| self.lengths[r]).collect() })
     }
 }
@@ -200,12 +193,12 @@ impl Memory {
 /// viewed as a table of rows.
 fn gather_rows(
     backend: &Arc<dyn Backend>,
-    weights: &HashMap<String, Tensor>,
+    src: Source<'_>,
     eps: f32,
     tensors: &[Tensor],
     rows: &[i32],
 ) -> Result<Vec<Tensor>> {
-    let mut b = Builder::new(weights, eps);
+    let mut b = src.builder(eps);
     let mut outs = Vec::with_capacity(tensors.len());
     for t in tensors {
         let dims = t.desc.shape.dims().to_vec();
@@ -228,7 +221,7 @@ fn gather_rows(
 #[allow(clippy::too_many_arguments)]
 fn step_graph(
     backend: &Arc<dyn Backend>,
-    weights: &HashMap<String, Tensor>,
+    src: Source<'_>,
     name: &str,
     shape: DecoderShape,
     memory: &Memory,
@@ -240,7 +233,7 @@ fn step_graph(
     let dh = d / h;
     let n = tokens.len();
     let p = format!("heads.{name}");
-    let mut b = Builder::new(weights, shape.eps);
+    let mut b = src.builder(shape.eps);
     let (table, id) = (b.w(&format!("{p}.embed"))?, b.ids(tokens)?);
     let emb = b.op(Op::Embedding, &[table, id])?;
     let (pos, at) = (b.w(&format!("{p}.pos"))?, b.ids(&vec![step as i32; n])?);

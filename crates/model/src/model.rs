@@ -13,7 +13,7 @@ use std::time::Instant;
 use omnifuse_core::graph::ValueId;
 use omnifuse_core::{Backend, Tensor};
 
-use crate::builder::{Builder, to_f32};
+use crate::builder::{Builder, Source, to_f32};
 use crate::cache::{CacheStats, FeatureCache, Key};
 use crate::calibrate::Observer;
 use crate::config::{Config, HeadConfig, HeadKind};
@@ -210,9 +210,8 @@ impl Model {
         Ok(())
     }
 
-    /// Record every `Linear` input of the encoders, the fusion transformer and the
-    /// classification and retrieval heads into `observer` from now on (`None`: stop). The
-    /// caption decoder's steps are not recorded.
+    /// Record every `Linear` input — encoders, fusion transformer, every head, each decoder
+    /// step of a generation head — into `observer` from now on (`None`: stop).
     pub fn set_observer(&mut self, observer: Option<Arc<Observer>>) {
         self.observer = observer;
     }
@@ -222,13 +221,14 @@ impl Model {
         self.steps.len()
     }
 
+    /// What this model's graphs are built over: weights, static steps, observer.
+    fn source(&self) -> Source<'_> {
+        Source { weights: &self.weights, steps: &self.steps, observer: self.observer.as_deref() }
+    }
+
     /// A graph builder over this model's weights, with its static steps and observer.
     fn builder(&self) -> Builder<'_> {
-        let b = Builder::new(&self.weights, self.config.model.eps).with_steps(&self.steps);
-        match &self.observer {
-            Some(o) => b.with_observer(o),
-            None => b,
-        }
+        self.source().builder(self.config.model.eps)
     }
 
     /// The precision the model runs in.
@@ -389,7 +389,7 @@ impl Model {
             }
             let t0 = Instant::now();
             let jobs: Vec<(&Tensor, Sampling)> = members.iter().map(|(_, z, s)| (z, *s)).collect();
-            let out = generate::generate_batch(&self.backend, &self.weights, &h.name, shape, &jobs);
+            let out = generate::generate_batch(&self.backend, self.source(), &h.name, shape, &jobs);
             let took = ms(t0);
             match out {
                 Ok(gs) => {
@@ -741,7 +741,7 @@ impl Model {
         if let HeadKind::Generation { .. } = &h.kind {
             let (shape, max_tokens) =
                 self.decoder(h).ok_or_else(|| Error::Request("internal: not a generation head".into()))?;
-            let g = generate::generate(&self.backend, &self.weights, &h.name, shape, z, sampling(params, max_tokens))?;
+            let g = generate::generate(&self.backend, self.source(), &h.name, shape, z, sampling(params, max_tokens))?;
             return Ok(generated(g));
         }
         self.heads_for(h, &[(z.clone(), spans.to_vec())])?

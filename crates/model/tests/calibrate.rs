@@ -28,6 +28,13 @@ fn params() -> Parameters {
     Parameters { tasks: vec!["retrieval".into(), "sentiment".into()], ..Parameters::default() }
 }
 
+fn caption(r: &Response) -> Vec<i32> {
+    match &r.heads["caption"] {
+        HeadResult::Generation { tokens, .. } => tokens.clone(),
+        other => panic!("caption head answered {other:?}"),
+    }
+}
+
 fn fused(r: &Response) -> Vec<f32> {
     match &r.heads["retrieval"] {
         HeadResult::Retrieval { fused, .. } => fused.clone(),
@@ -66,6 +73,13 @@ fn smoothing_keeps_the_fp32_model_s_answers() {
         let scale = fa.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let err = fa.iter().zip(&fb).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
         assert!(err <= 1e-4 * scale, "smoothing changed the FP32 embedding by {err} (scale {scale})");
+    }
+    // The caption decoder's layers are recorded and smoothed too, and its greedy answer stays.
+    assert!(layers.contains_key("heads.caption.blocks.0.self.qkv.weight"), "{:?}", layers.keys());
+    assert!(done.norms.keys().any(|n| n.starts_with("heads.caption.")), "{:?}", done.norms);
+    let all = Parameters::default();
+    for r in requests().iter().take(2) {
+        assert_eq!(caption(&model.run(r, &all).unwrap()), caption(&after.run(r, &all).unwrap()));
     }
 }
 
