@@ -102,11 +102,35 @@ impl HostTensor {
 pub fn bytes_to_f32(dtype: DType, data: &[u8]) -> Vec<f32> {
     match dtype {
         DType::F32 => bytemuck::pod_collect_to_vec(data),
-        DType::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        DType::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        DType::F16 | DType::BF16 => widen_half(dtype == DType::F16, data),
         DType::I8 => data.iter().map(|&b| b as i8 as f32).collect(),
         DType::I32 => data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
     }
+}
+
+/// f16 (or bf16) little-endian bytes to f32: through `half`'s slice conversion (F16C or
+/// other SIMD where the CPU has it) when the bytes are aligned, element by element otherwise.
+fn widen_half(f16: bool, data: &[u8]) -> Vec<f32> {
+    use half::slice::HalfFloatSliceExt;
+    let mut out = vec![0.0f32; data.len() / 2];
+    if cfg!(target_endian = "little") {
+        if f16 && let Ok(h) = bytemuck::try_cast_slice::<u8, half::f16>(data) {
+            h.convert_to_f32_slice(&mut out);
+            return out;
+        }
+        if !f16 && let Ok(h) = bytemuck::try_cast_slice::<u8, half::bf16>(data) {
+            h.convert_to_f32_slice(&mut out);
+            return out;
+        }
+    }
+    for (o, c) in out.iter_mut().zip(data.chunks_exact(2)) {
+        *o = if f16 {
+            half::f16::from_le_bytes([c[0], c[1]]).to_f32()
+        } else {
+            half::bf16::from_le_bytes([c[0], c[1]]).to_f32()
+        };
+    }
+    out
 }
 
 /// A tensor on a device: a description over a buffer at least `desc.bytes()` long.

@@ -43,6 +43,20 @@ pub struct GemmArgs<'a, T> {
     /// Where `B` is a constant (a weight): its packed forms, kept across calls. The fast tier
     /// packs into it on first use and reads from it later; the reference tier ignores it.
     pub b_pack: Option<&'a PackSlot>,
+    /// A weight stored narrower than f32 (f16, bf16), widened only when its packed panels are
+    /// built: `b` is then empty and `b_pack` set. Only for tiers whose
+    /// [`Kernels::keeps_packed`] is true.
+    pub b_wide: Option<Widen<'a>>,
+}
+
+/// `B` in f32 on demand (see [`GemmArgs::b_wide`]).
+#[derive(Clone, Copy)]
+pub struct Widen<'a>(pub &'a (dyn Fn() -> Vec<f32> + Sync));
+
+impl std::fmt::Debug for Widen<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Widen(..)")
+    }
 }
 
 impl<'a, T> GemmArgs<'a, T> {
@@ -69,6 +83,7 @@ impl<'a, T> GemmArgs<'a, T> {
             bias,
             residual,
             b_pack: None,
+            b_wide: None,
         }
     }
 
@@ -235,6 +250,11 @@ pub trait Kernels: Sync {
     fn name(&self) -> &'static str;
     /// f32 GEMM with epilogue.
     fn gemm_f32(&self, g: &GemmArgs<f32>, out: &mut [f32]);
+    /// Whether this tier's `gemm_f32` packs a weight once into [`GemmArgs::b_pack`] and can
+    /// take a deferred [`GemmArgs::b_wide`] operand.
+    fn keeps_packed(&self) -> bool {
+        false
+    }
     /// INT8 GEMM with the dequantising epilogue fused.
     fn qgemm(&self, g: &QGemmArgs, out: QOut<'_>);
     /// i8 × i8 → i32 GEMM (the epilogue is identity).

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use omnifuse_core::attention::{MaskMode, sequences};
 use omnifuse_core::infer::gemm_dims;
@@ -11,7 +12,7 @@ use omnifuse_core::tensor::bytes_to_f32;
 use omnifuse_core::{DType, Error, Result, TensorDesc};
 
 use crate::kernels::{
-    AttentionArgs, Binary, Conv1dShape, FusedAttentionArgs, GemmArgs, Kernels, QGemmArgs, QOut, QuantA,
+    AttentionArgs, Binary, Conv1dShape, FusedAttentionArgs, GemmArgs, Kernels, QGemmArgs, QOut, QuantA, Widen,
 };
 use crate::prepack::PackSlot;
 use crate::quant::quantize_rows;
@@ -58,6 +59,21 @@ fn store_f32(dtype: DType, out: &mut [u8], f: impl FnOnce(&mut [f32]) -> Result<
         DType::F16 | DType::BF16 => {
             let mut tmp = vec![0.0f32; out.len() / 2];
             f(&mut tmp)?;
+            // `half`'s slice conversion uses the CPU's F16C (or other SIMD) when present.
+            if cfg!(target_endian = "little") {
+                if dtype == DType::F16
+                    && let Ok(h) = bytemuck::try_cast_slice_mut::<u8, f16>(out)
+                {
+                    h.convert_from_f32_slice(&tmp);
+                    return Ok(());
+                }
+                if dtype == DType::BF16
+                    && let Ok(h) = bytemuck::try_cast_slice_mut::<u8, bf16>(out)
+                {
+                    h.convert_from_f32_slice(&tmp);
+                    return Ok(());
+                }
+            }
             for (o, v) in out.chunks_exact_mut(2).zip(tmp) {
                 let b =
                     if dtype == DType::F16 { f16::from_f32(v).to_le_bytes() } else { bf16::from_f32(v).to_le_bytes() };
@@ -97,16 +113,30 @@ pub fn launch(k: &dyn Kernels, op: &Op, inputs: &[In<'_>], out_desc: &TensorDesc
                 store_i32(out, |o| k.gemm_i8(&GemmArgs::new(&d, spec, &a, &b, None, None), o));
                 return Ok(());
             }
-            let (a, b) = (f32s(&inputs[0]), f32s(&inputs[1]));
+            // A weight stored in f16/bf16 is not widened here when the tier keeps packed
+            // panels: it is widened once, when its panels are built (`GemmArgs::b_wide`).
+            let b_in = &inputs[1];
+            let defer = b_in.pack.is_some()
+                && b_in.desc.dtype != DType::F32
+                && k.keeps_packed()
+                && (d.b_shared || d.batch == 1);
+            let a = f32s(&inputs[0]);
+            let b: Cow<[f32]> = if defer { Cow::Borrowed(&[]) } else { f32s(b_in) };
+            let widen = || bytes_to_f32(b_in.desc.dtype, b_in.bytes);
             // Optional operands follow A and B in the order bias, residual.
             let mut extra = inputs[2..].iter();
             let bias = spec.epilogue.bias.then(|| extra.next().map(f32s)).flatten();
             let residual = spec.epilogue.residual.then(|| extra.next().map(f32s)).flatten();
             store_f32(od, out, |o| {
                 let g = GemmArgs::new(&d, spec, &a, &b, bias.as_deref(), residual.as_deref());
-                // Only f32 weights are packed and kept (others are widened on every call anyway).
-                let b_pack = inputs[1].pack.filter(|_| inputs[1].desc.dtype == DType::F32);
-                k.gemm_f32(&GemmArgs { b_pack, ..g }, o);
+                let (b_pack, b_wide) = if defer {
+                    (b_in.pack, Some(Widen(&widen)))
+                } else {
+                    // Other f32 weights are packed and kept; narrow ones the tier cannot keep
+                    // were widened above for this call.
+                    (b_in.pack.filter(|_| b_in.desc.dtype == DType::F32), None)
+                };
+                k.gemm_f32(&GemmArgs { b_pack, b_wide, ..g }, o);
                 Ok(())
             })
         }

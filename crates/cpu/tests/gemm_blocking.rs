@@ -38,6 +38,7 @@ fn check(batch: usize, m: usize, n: usize, k: usize, ta: bool, tb: bool, shared:
         bias: Some(&bias),
         residual: Some(&residual),
         b_pack: None,
+        b_wide: None,
     };
     let mut want = vec![0.0f32; batch * m * n];
     Reference.gemm_f32(&g, &mut want);

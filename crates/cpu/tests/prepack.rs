@@ -184,3 +184,47 @@ fn an_int8_weight_is_packed_once_with_exact_results() {
         }
     }
 }
+
+#[test]
+fn a_narrow_constant_weight_is_widened_once_into_kept_panels() {
+    let dev = CpuBackend::fast().expect("backend");
+    let reference = CpuBackend::reference().expect("backend");
+    for &(m, n, k) in &[(1, 256, 256), (4, 130, 70), (16, 384, 1536), (100, 96, 40)] {
+        let (av, w) = (values(m * k, 11), values(n * k, 12));
+        let f16s = |v: &[f32]| v.iter().map(|&x| half::f16::from_f32(x)).collect::<Vec<_>>();
+        let bf16s = |v: &[f32]| v.iter().map(|&x| half::bf16::from_f32(x)).collect::<Vec<_>>();
+        // A GEMM takes A and B of one dtype.
+        let narrow = [
+            (HostTensor::from_slice([m, k], &f16s(&av)), HostTensor::from_slice([n, k], &f16s(&w))),
+            (HostTensor::from_slice([m, k], &bf16s(&av)), HostTensor::from_slice([n, k], &bf16s(&w))),
+        ];
+        for (a, host_w) in narrow {
+            let (a, host_w) = (a.expect("a"), host_w.expect("w"));
+            let da = dev.to_device(&a).expect("a");
+            let plain = dev.to_device(&host_w).expect("w");
+            let weight = dev.to_device_constant(&host_w).expect("w");
+            let before = dev.pack_stats();
+            let unpacked = gemm(&dev, &linear(), &da, &plain);
+            assert_eq!(dev.pack_stats().builds, before.builds, "an unmarked narrow weight is widened per call");
+            let first = gemm(&dev, &linear(), &da, &weight);
+            let after_first = dev.pack_stats();
+            assert_eq!(after_first.builds, before.builds + 1, "{m}×{n}×{k} {:?}: first use builds", host_w.desc);
+            let second = gemm(&dev, &linear(), &da, &weight);
+            assert_eq!(dev.pack_stats().builds, after_first.builds, "{m}×{n}×{k}: second use does not build");
+            assert_eq!(first, second, "{m}×{n}×{k}: a hit gives the same result");
+            if m > 8 {
+                assert_eq!(first, unpacked, "{m}×{n}×{k}: kept panels equal widening per call");
+            }
+            let want = gemm(
+                &reference,
+                &linear(),
+                &reference.to_device(&a).expect("a"),
+                &reference.to_device(&host_w).expect("w"),
+            );
+            // Outputs are stored in the narrow dtype: summation order may move a rounding.
+            let tol = if host_w.desc.dtype == omnifuse_core::DType::F16 { 1e-3 } else { 8e-3 };
+            assert!(max_rel(&first, &want) < tol, "{m}×{n}×{k}: {}", max_rel(&first, &want));
+            assert!(max_rel(&unpacked, &want) < tol);
+        }
+    }
+}

@@ -40,6 +40,7 @@ pub fn conv1d(s: Conv1dShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &
         bias,
         residual: None,
         b_pack: None,
+        b_wide: None,
     };
     super::gemm::gemm_f32(&g, out);
 }

@@ -28,6 +28,9 @@ impl Kernels for Fast {
     fn gemm_f32(&self, g: &GemmArgs<f32>, out: &mut [f32]) {
         gemm::gemm_f32(g, out)
     }
+    fn keeps_packed(&self) -> bool {
+        true
+    }
     fn qgemm(&self, g: &QGemmArgs, out: QOut<'_>) {
         gemm::qgemm(g, out)
     }

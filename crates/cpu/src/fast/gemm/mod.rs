@@ -114,6 +114,13 @@ pub fn gemm_f32_on(isa: Isa, g: &GemmArgs<f32>, out: &mut [f32]) {
     // A constant B (a weight) is packed once and kept with its buffer; one B per batch is
     // packed per call as before.
     let prepacked = g.b_pack.filter(|_| g.b_shared || g.batch == 1);
+    if prepacked.is_none()
+        && let Some(w) = g.b_wide
+    {
+        // A deferred narrow weight that cannot be kept: widen it now, once for this call.
+        let wide = (w.0)();
+        return gemm_f32_on(isa, &GemmArgs { b: &wide, b_wide: None, ..*g }, out);
+    }
     if g.m <= gemv::MAX_ROWS && prepacked.is_none() {
         let job = |(b, c): (usize, &mut [f32])| gemv::gemv_batch(isa, g, b, c, |row, j0, seg| finish(g, row, j0, seg));
         let small = g.m * g.n * g.k < PARALLEL_MACS;
@@ -224,7 +231,11 @@ fn run<K: MicroKernel>(g: &GemmArgs<f32>, out: &mut [f32], prepacked: Option<&Pa
     let per_batch = g.m * g.n * g.k;
     let packed = prepacked.map(|slot| {
         let key = PackKey { scheme: K::NAME, n: g.n, k: g.k, trans_b: g.trans_b };
-        slot.get_or_build(key, || prepack::<K>(g))
+        slot.get_or_build(key, || match g.b_wide {
+            // A narrow weight is widened here, only for its panels, and not kept.
+            Some(w) => prepack::<K>(&GemmArgs { b: &(w.0)(), b_wide: None, ..*g }),
+            None => prepack::<K>(g),
+        })
     });
     let packed = packed.as_deref().and_then(Packed::get::<PackedF32>);
     if threads > 1 && g.batch > 1 && per_batch < PARALLEL_MACS {
@@ -322,7 +333,8 @@ impl PackBuf {
 /// [`pack`].
 fn operands<'a>(g: &GemmArgs<'a, f32>, batch: usize) -> (Operand<'a>, Operand<'a>) {
     let a = &g.a[g.a_offset(batch)..][..g.m * g.k];
-    let b = &g.b[g.b_offset(batch)..][..g.k * g.n];
+    // A deferred B (`b_wide`) is empty here: its panels are kept, so it is never packed.
+    let b = g.b.get(g.b_offset(batch)..).and_then(|b| b.get(..g.k * g.n)).unwrap_or_default();
     let xa = Operand { data: a, ld: if g.trans_a { g.m } else { g.k }, r_major: !g.trans_a };
     let xb = Operand { data: b, ld: if g.trans_b { g.k } else { g.n }, r_major: g.trans_b };
     (xa, xb)
@@ -490,6 +502,7 @@ mod tests {
                         bias: Some(&bias),
                         residual: None,
                         b_pack: None,
+                        b_wide: None,
                     };
                     let mut want = vec![0.0f32; m * n];
                     crate::Kernels::gemm_f32(&crate::reference::Reference, &g, &mut want);

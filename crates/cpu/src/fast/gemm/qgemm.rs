@@ -184,6 +184,7 @@ pub fn qgemm(g: &QGemmArgs, out: QOut<'_>) {
         bias: None,
         residual: None,
         b_pack: None,
+        b_wide: None,
     };
     super::int8::gemm_i8(&args, &mut acc);
     match out {

@@ -497,6 +497,7 @@ mod tests {
                     bias: None,
                     residual: None,
                     b_pack: None,
+                    b_wide: None,
                 };
                 let mut want = vec![0i32; batch * m * n];
                 crate::Kernels::gemm_i8(&crate::reference::Reference, &g, &mut want);
