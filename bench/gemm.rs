@@ -30,6 +30,7 @@ fn bench(c: &mut Criterion) {
             bias: None,
             residual: None,
             b_pack: None,
+            b_wide: None,
         };
         group.bench_with_input(BenchmarkId::new("omnifuse", n), &n, |bch, _| {
             bch.iter(|| cpu.install(|| Fast.gemm_f32(&args, &mut out)))
