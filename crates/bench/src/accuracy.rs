@@ -212,6 +212,12 @@ fn nearest(rows: &[&[f32]], q: usize) -> Vec<usize> {
     order.into_iter().map(|(_, j)| j).collect()
 }
 
+/// (median FP32 margin, largest margin that flipped), or `None` with no margins.
+fn margin_summary(mut margins: Vec<f64>, flipped: f64) -> Option<(f64, f64)> {
+    margins.sort_by(f64::total_cmp);
+    margins.get(margins.len() / 2).map(|&median| (median, flipped))
+}
+
 /// The gap between the two largest of `p` (0 with fewer than two).
 fn top_gap(p: &[f32]) -> f64 {
     let (mut a, mut b) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
@@ -313,10 +319,7 @@ fn head_report(head: &str, results: &[(usize, HeadResult, HeadResult)], data: &D
                     }
                 }
             }
-            margins.sort_by(f64::total_cmp);
-            if !margins.is_empty() {
-                r.top1_margin = Some((margins[margins.len() / 2], flipped));
-            }
+            r.top1_margin = margin_summary(margins, flipped);
             r.top1_agreement = Some(frac(agree));
             r.quality_pct = 100.0 * frac(agree);
             if labelled > 0 {
@@ -359,10 +362,7 @@ fn head_report(head: &str, results: &[(usize, HeadResult, HeadResult)], data: &D
                     flipped = flipped.max(gap);
                 }
             }
-            margins.sort_by(f64::total_cmp);
-            if !margins.is_empty() {
-                r.r1_margin = Some((margins[margins.len() / 2], flipped));
-            }
+            r.r1_margin = margin_summary(margins, flipped);
             let agreement = if fused.len() < 2 { 1.0 } else { agree as f64 / fused.len() as f64 };
             r.r1_agreement = Some(agreement);
             r.quality_pct = 100.0 * agreement;

@@ -25,6 +25,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::accuracy::Item;
+use crate::workload;
 
 /// Words every text draws from.
 const COMMON: &[&str] = &["the", "a", "at", "on", "in", "is", "that", "this", "what", "over", "under", "and", "with"];
@@ -134,16 +135,8 @@ const TOPICAL: &[&str] = &[
     "net",
 ];
 
-/// Modality mixes and their weights (the same as the benchmark's default accuracy mix).
-const MIX: &[(&[&str], f64)] = &[
-    (&["text"], 0.3),
-    (&["image"], 0.2),
-    (&["audio"], 0.15),
-    (&["video"], 0.1),
-    (&["text", "image"], 0.15),
-    (&["text", "audio"], 0.05),
-    (&["text", "image", "audio", "video"], 0.05),
-];
+/// Modality mixes and their weights (every modality and the common combinations).
+const MIX: &str = "text=0.3,image=0.2,audio=0.15,video=0.1,text+image=0.15,text+audio=0.05,text+image+audio+video=0.05";
 
 /// A disc on an image: centre, radius, colour, and (for video) velocity per frame.
 #[derive(Clone, Copy)]
@@ -292,10 +285,10 @@ fn edited(w: &[&'static str], topic: &[&'static str], rng: &mut ChaCha8Rng) -> V
 }
 
 /// One original request and its partner, of the modalities `kinds`.
-fn pair(kinds: &[&str], rng: &mut ChaCha8Rng) -> (Vec<RawInput>, Vec<RawInput>) {
+fn pair(kinds: &[String], rng: &mut ChaCha8Rng) -> (Vec<RawInput>, Vec<RawInput>) {
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    for &k in kinds {
-        match k {
+    for k in kinds {
+        match k.as_str() {
             "image" => {
                 let (w, h) = (rng.random_range(160..=320), rng.random_range(160..=320));
                 let s = scene(rng, w, h);
@@ -330,16 +323,11 @@ fn pair(kinds: &[&str], rng: &mut ChaCha8Rng) -> (Vec<RawInput>, Vec<RawInput>) 
 /// `n` seeded requests in pairs (see the module docs).
 pub fn items(n: usize, seed: u64) -> Vec<Item> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let total: f64 = MIX.iter().map(|m| m.1).sum();
+    let mix = workload::parse_mix(MIX).unwrap_or_default();
     let mut out = Vec::with_capacity(n);
     let mut k = 0;
     while out.len() < n {
-        let mut x = rng.random::<f64>() * total;
-        let kinds = MIX.iter().find(|m| {
-            x -= m.1;
-            x < 0.0
-        });
-        let kinds = kinds.unwrap_or(&MIX[0]).0;
+        let kinds = workload::pick(&mix, &mut rng).map(|e| e.modalities.as_slice()).unwrap_or_default();
         let (a, b) = pair(kinds, &mut rng);
         let group = format!("p{k}");
         out.push(Item { name: format!("builtin-{k}a"), inputs: a, label: None, pair: Some(group.clone()) });

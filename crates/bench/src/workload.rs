@@ -86,18 +86,25 @@ fn input(rng: &mut ChaCha8Rng, modality: &str) -> RawInput {
     }
 }
 
+/// One entry of `mix`, drawn by weight with one uniform draw from `rng` (`None` only for an
+/// empty mix).
+pub fn pick<'a>(mix: &'a [MixEntry], rng: &mut ChaCha8Rng) -> Option<&'a MixEntry> {
+    let total: f64 = mix.iter().map(|m| m.weight).sum();
+    let mut x = rng.random::<f64>() * total;
+    mix.iter()
+        .find(|m| {
+            x -= m.weight;
+            x < 0.0
+        })
+        .or(mix.last())
+}
+
 /// `n` requests drawn from `mix` with `seed`.
 pub fn generate(mix: &[MixEntry], n: usize, seed: u64) -> Vec<Request> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let total: f64 = mix.iter().map(|m| m.weight).sum();
     (0..n)
         .map(|_| {
-            let mut x = rng.random::<f64>() * total;
-            let entry = mix.iter().find(|m| {
-                x -= m.weight;
-                x < 0.0
-            });
-            let entry = entry.or(mix.last());
+            let entry = pick(mix, &mut rng);
             entry.map(|e| e.modalities.iter().map(|m| input(&mut rng, m)).collect()).unwrap_or_default()
         })
         .collect()
