@@ -133,6 +133,27 @@ fn widen_half(f16: bool, data: &[u8]) -> Vec<f32> {
     out
 }
 
+/// `values` stored into `out` as f16 (or bf16) little-endian bytes, rounding to nearest even:
+/// through `half`'s slice conversion (F16C or other SIMD where the CPU has it) when `out` is
+/// aligned, element by element otherwise. `out` holds two bytes per value.
+pub fn f32_into_half_bytes(f16: bool, values: &[f32], out: &mut [u8]) {
+    use half::slice::HalfFloatSliceExt;
+    if cfg!(target_endian = "little") {
+        if f16 && let Ok(h) = bytemuck::try_cast_slice_mut::<u8, half::f16>(out) {
+            h.convert_from_f32_slice(values);
+            return;
+        }
+        if !f16 && let Ok(h) = bytemuck::try_cast_slice_mut::<u8, half::bf16>(out) {
+            h.convert_from_f32_slice(values);
+            return;
+        }
+    }
+    for (o, &v) in out.chunks_exact_mut(2).zip(values) {
+        let b = if f16 { half::f16::from_f32(v).to_le_bytes() } else { half::bf16::from_f32(v).to_le_bytes() };
+        o.copy_from_slice(&b);
+    }
+}
+
 /// A tensor on a device: a description over a buffer at least `desc.bytes()` long.
 #[derive(Clone)]
 pub struct Tensor {

@@ -3,12 +3,10 @@
 
 use std::borrow::Cow;
 
-use half::slice::HalfFloatSliceExt;
-use half::{bf16, f16};
 use omnifuse_core::attention::{MaskMode, sequences};
 use omnifuse_core::infer::gemm_dims;
 use omnifuse_core::op::Op;
-use omnifuse_core::tensor::bytes_to_f32;
+use omnifuse_core::tensor::{bytes_to_f32, f32_into_half_bytes};
 use omnifuse_core::{DType, Error, Result, TensorDesc};
 
 use crate::kernels::{
@@ -59,26 +57,7 @@ fn store_f32(dtype: DType, out: &mut [u8], f: impl FnOnce(&mut [f32]) -> Result<
         DType::F16 | DType::BF16 => {
             let mut tmp = vec![0.0f32; out.len() / 2];
             f(&mut tmp)?;
-            // `half`'s slice conversion uses the CPU's F16C (or other SIMD) when present.
-            if cfg!(target_endian = "little") {
-                if dtype == DType::F16
-                    && let Ok(h) = bytemuck::try_cast_slice_mut::<u8, f16>(out)
-                {
-                    h.convert_from_f32_slice(&tmp);
-                    return Ok(());
-                }
-                if dtype == DType::BF16
-                    && let Ok(h) = bytemuck::try_cast_slice_mut::<u8, bf16>(out)
-                {
-                    h.convert_from_f32_slice(&tmp);
-                    return Ok(());
-                }
-            }
-            for (o, v) in out.chunks_exact_mut(2).zip(tmp) {
-                let b =
-                    if dtype == DType::F16 { f16::from_f32(v).to_le_bytes() } else { bf16::from_f32(v).to_le_bytes() };
-                o.copy_from_slice(&b);
-            }
+            f32_into_half_bytes(dtype == DType::F16, &tmp, out);
             Ok(())
         }
         other => Err(Error::dtype("store", format!("cannot store f32 results as {other}"))),
