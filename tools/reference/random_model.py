@@ -182,11 +182,16 @@ dim = 16
 
 def draw(name: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """MODEL.md "Weights": layer-norm weights 1 + N(0, 0.02²), `fusion.pair_bias` N(0, 0.5²),
-    everything else (weights, biases, embeddings, position tables) N(0, 0.02²)."""
+    the textcnn's `text.embed` N(0, 1) and `text.conv.{i}.weight` N(0, 1/(w·E)), everything
+    else (weights, biases, embeddings, position tables) N(0, 0.02²)."""
     parts = name.split(".")
     is_ln_weight = parts[-1] == "weight" and parts[-2] in ("ln", "ln1", "ln2", "ln3")
     if name == "fusion.pair_bias":
         values = rng.normal(0.0, 0.5, shape)
+    elif name == "text.embed":
+        values = rng.normal(0.0, 1.0, shape)
+    elif name.startswith("text.conv.") and parts[-1] == "weight":
+        values = rng.normal(0.0, (shape[0] * shape[1]) ** -0.5, shape)
     elif is_ln_weight:
         values = 1.0 + rng.normal(0.0, 0.02, shape)
     else:

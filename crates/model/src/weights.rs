@@ -105,9 +105,13 @@ pub fn spec(config: &Config) -> Vec<WeightSpec> {
             s.linear("text.proj", d, bert.width, true);
         }
         _ => {
-            s.normal("text.embed".into(), &[t.vocab, t.embed]);
+            // Unit-variance embeddings and fan-in convolutions: at 0.02 for both, as elsewhere,
+            // text tokens came out near 1e-3, a tenth of the fusion's position and modality
+            // embeddings, and every text pooled to almost the same row.
+            s.push("text.embed".into(), &[t.vocab, t.embed], Init::Normal(1.0));
             for (i, &w) in t.widths.iter().enumerate() {
-                s.normal(format!("text.conv.{i}.weight"), &[w, t.embed, t.channels]);
+                let fan_in = (w * t.embed).max(1) as f32;
+                s.push(format!("text.conv.{i}.weight"), &[w, t.embed, t.channels], Init::Normal(fan_in.sqrt().recip()));
                 s.normal(format!("text.conv.{i}.bias"), &[t.channels]);
             }
             s.linear("text.proj", d, t.channels * t.widths.len(), true);
