@@ -16,6 +16,14 @@
 //! - video (4 to 12 frames of 160 × 120): discs moving on straight lines over a gradient; the
 //!   partner's frames are perturbed like images.
 //!
+//! Every pair also has a class, its mood — negative, neutral or positive, the labels of
+//! `omni-small`'s sentiment head — drawn uniformly and carried by every modality: two of a
+//! text's five topic words are mood words; an image's or video's background is dark and cool,
+//! grey, or bright and warm; an audio clip's two lowest-drawn partials lie low (80–300 Hz),
+//! in the middle (400–1000 Hz) or high (1.2–3 kHz). The rest of the content is
+//! drawn as before, so requests of one class still differ as much as retrieval needs. So classification has a right answer as well, and a head trained on
+//! these classes (see `omnifuse fit-head`) has margins that mean something.
+//!
 //! Request `2k` and `2k + 1` form group `p<k>`; with an odd count the last request has no
 //! partner. The modality mix is the accuracy harness's (every modality and the common
 //! combinations).
@@ -29,6 +37,39 @@ use crate::workload;
 
 /// Words every text draws from.
 const COMMON: &[&str] = &["the", "a", "at", "on", "in", "is", "that", "this", "what", "over", "under", "and", "with"];
+
+/// The classes, in the order of `omni-small`'s sentiment labels.
+pub const MOODS: [&str; 3] = ["negative", "neutral", "positive"];
+
+/// Words of each mood; a text's topic takes two of its mood's.
+const MOOD_WORDS: [&[&str]; 3] = [
+    &[
+        "sad", "broken", "cold", "grim", "lost", "angry", "lonely", "ruined", "afraid", "bitter", "gloomy", "tired",
+        "crying", "painful", "empty", "hopeless",
+    ],
+    &[
+        "grey", "plain", "ordinary", "usual", "flat", "square", "standard", "middle", "level", "routine", "neutral",
+        "medium", "regular", "typical", "normal", "common",
+    ],
+    &[
+        "happy",
+        "joyful",
+        "warm",
+        "lovely",
+        "cheerful",
+        "glad",
+        "sunny",
+        "gentle",
+        "delight",
+        "smiling",
+        "proud",
+        "kind",
+        "laughing",
+        "hopeful",
+        "golden",
+        "wonderful",
+    ],
+];
 
 /// Content words; each text takes its own handful of them as its topic.
 const TOPICAL: &[&str] = &[
@@ -163,7 +204,19 @@ fn colour(rng: &mut ChaCha8Rng) -> [f32; 3] {
     [rng.random_range(0.0..255.0), rng.random_range(0.0..255.0), rng.random_range(0.0..255.0)]
 }
 
-fn scene(rng: &mut ChaCha8Rng, w: usize, h: usize) -> Scene {
+/// A background colour of mood `m`: dark and cool, grey, or bright and warm.
+fn backdrop(m: usize, rng: &mut ChaCha8Rng) -> [f32; 3] {
+    match m {
+        0 => [rng.random_range(0.0..70.0), rng.random_range(0.0..70.0), rng.random_range(30.0..110.0)],
+        1 => {
+            let v: f32 = rng.random_range(90.0..170.0);
+            [v + rng.random_range(-12.0..12.0), v + rng.random_range(-12.0..12.0), v + rng.random_range(-12.0..12.0)]
+        }
+        _ => [rng.random_range(200.0..255.0), rng.random_range(140.0..230.0), rng.random_range(20.0..110.0)],
+    }
+}
+
+fn scene(m: usize, rng: &mut ChaCha8Rng, w: usize, h: usize) -> Scene {
     let n = rng.random_range(3..=6);
     let discs = (0..n)
         .map(|_| Disc {
@@ -175,7 +228,7 @@ fn scene(rng: &mut ChaCha8Rng, w: usize, h: usize) -> Scene {
             vy: rng.random_range(-3.0..3.0),
         })
         .collect();
-    Scene { w, h, top: colour(rng), bottom: colour(rng), discs }
+    Scene { w, h, top: backdrop(m, rng), bottom: backdrop(m, rng), discs }
 }
 
 /// How a partner differs from its original image: shift, brightness, noise amplitude.
@@ -232,10 +285,17 @@ struct Clip {
     env: f32,
 }
 
-fn clip(rng: &mut ChaCha8Rng) -> Clip {
+/// A clip of mood `m`: partials low, in the middle or high.
+fn clip(m: usize, rng: &mut ChaCha8Rng) -> Clip {
     let n = rng.random_range(2..=3);
+    let band = [(80.0, 300.0), (400.0, 1000.0), (1200.0, 3000.0)][m.min(2)];
     Clip {
-        partials: (0..n).map(|_| (rng.random_range(80.0..3000.0), rng.random_range(0.05..0.3))).collect(),
+        partials: (0..n)
+            .map(|i| {
+                let f = if i < 2 { rng.random_range(band.0..band.1) } else { rng.random_range(80.0..3000.0) };
+                (f, rng.random_range(0.05..0.3))
+            })
+            .collect(),
         len: rng.random_range(16_000..=48_000),
         env: rng.random_range(0.5..4.0),
     }
@@ -256,16 +316,22 @@ fn sound(c: &Clip, gain: f32, noisy: bool, rng: &mut ChaCha8Rng) -> RawInput {
     RawInput::Pcm { samples, sample_rate: 16_000 }
 }
 
-/// A text: 8 to 32 words, about three in four from its own five-word topic, the rest common.
-fn words(rng: &mut ChaCha8Rng) -> (Vec<&'static str>, Vec<&'static str>) {
-    let topic: Vec<&'static str> = (0..5).map(|_| TOPICAL[rng.random_range(0..TOPICAL.len())]).collect();
+/// A text of mood `m`: 8 to 32 words, about three in four from its own five-word topic (three
+/// content words, two of the mood's), the rest common.
+fn words(m: usize, rng: &mut ChaCha8Rng) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mood = MOOD_WORDS[m.min(2)];
+    let topic: Vec<&'static str> = (0..8)
+        .map(
+            |i| if i < 6 { TOPICAL[rng.random_range(0..TOPICAL.len())] } else { mood[rng.random_range(0..mood.len())] },
+        )
+        .collect();
     let n = rng.random_range(8..=32);
     let w = (0..n).map(|_| pick(&topic, rng)).collect();
     (w, topic)
 }
 
 fn pick(topic: &[&'static str], rng: &mut ChaCha8Rng) -> &'static str {
-    if rng.random_bool(0.75) {
+    if rng.random_bool(0.9) {
         topic[rng.random_range(0..topic.len())]
     } else {
         COMMON[rng.random_range(0..COMMON.len())]
@@ -284,33 +350,33 @@ fn edited(w: &[&'static str], topic: &[&'static str], rng: &mut ChaCha8Rng) -> V
     out
 }
 
-/// One original request and its partner, of the modalities `kinds`.
-fn pair(kinds: &[String], rng: &mut ChaCha8Rng) -> (Vec<RawInput>, Vec<RawInput>) {
+/// One original request and its partner, of the modalities `kinds` and mood `m`.
+fn pair(kinds: &[String], m: usize, rng: &mut ChaCha8Rng) -> (Vec<RawInput>, Vec<RawInput>) {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for k in kinds {
         match k.as_str() {
             "image" => {
                 let (w, h) = (rng.random_range(160..=320), rng.random_range(160..=320));
-                let s = scene(rng, w, h);
+                let s = scene(m, rng, w, h);
                 let p = perturbation(rng);
                 a.push(render(&s, 0.0, EXACT, rng));
                 b.push(render(&s, 0.0, p, rng));
             }
             "audio" => {
-                let c = clip(rng);
+                let c = clip(m, rng);
                 let g = rng.random_range(0.7..1.0);
                 a.push(sound(&c, 1.0, false, rng));
                 b.push(sound(&c, g, true, rng));
             }
             "video" => {
-                let s = scene(rng, 160, 120);
+                let s = scene(m, rng, 160, 120);
                 let frames = rng.random_range(4..=12);
                 let p = perturbation(rng);
                 a.push(RawInput::Frames((0..frames).map(|t| render(&s, t as f32, EXACT, rng)).collect()));
                 b.push(RawInput::Frames((0..frames).map(|t| render(&s, t as f32, p, rng)).collect()));
             }
             _ => {
-                let (w, topic) = words(rng);
+                let (w, topic) = words(m, rng);
                 let e = edited(&w, &topic, rng);
                 a.push(RawInput::Text(w.join(" ")));
                 b.push(RawInput::Text(e.join(" ")));
@@ -328,11 +394,13 @@ pub fn items(n: usize, seed: u64) -> Vec<Item> {
     let mut k = 0;
     while out.len() < n {
         let kinds = workload::pick(&mix, &mut rng).map(|e| e.modalities.as_slice()).unwrap_or_default();
-        let (a, b) = pair(kinds, &mut rng);
+        let m = rng.random_range(0..MOODS.len());
+        let (a, b) = pair(kinds, m, &mut rng);
         let group = format!("p{k}");
-        out.push(Item { name: format!("builtin-{k}a"), inputs: a, label: None, pair: Some(group.clone()) });
+        let label = Some(MOODS[m].to_string());
+        out.push(Item { name: format!("builtin-{k}a"), inputs: a, label: label.clone(), pair: Some(group.clone()) });
         if out.len() < n {
-            out.push(Item { name: format!("builtin-{k}b"), inputs: b, label: None, pair: Some(group) });
+            out.push(Item { name: format!("builtin-{k}b"), inputs: b, label, pair: Some(group) });
         } else if let Some(last) = out.last_mut() {
             last.pair = None;
         }
@@ -357,20 +425,25 @@ mod tests {
 
     #[test]
     fn pairs_share_modalities_but_not_bytes_and_the_seed_repeats() {
-        let a = items(41, 3);
-        assert_eq!(a.len(), 41);
-        assert_eq!(a[40].pair, None, "odd count: the last one has no partner");
-        for k in 0..20 {
+        let a = items(201, 3);
+        assert_eq!(a.len(), 201);
+        assert_eq!(a[200].pair, None, "odd count: the last one has no partner");
+        for k in 0..50 {
             let (x, y) = (&a[2 * k], &a[2 * k + 1]);
             assert_eq!(x.pair, y.pair);
+            assert_eq!(x.label, y.label, "partners share their class");
+            assert!(MOODS.contains(&x.label.as_deref().unwrap_or("")));
             assert_eq!(x.inputs.len(), y.inputs.len());
             for (p, q) in x.inputs.iter().zip(&y.inputs) {
                 assert_eq!(std::mem::discriminant(p), std::mem::discriminant(q));
                 assert_ne!(bytes(p), bytes(q), "a partner is perturbed, not a copy");
             }
         }
-        let b = items(41, 3);
+        let b = items(201, 3);
         assert!(a.iter().zip(&b).all(|(x, y)| x.inputs.iter().map(bytes).eq(y.inputs.iter().map(bytes))));
         assert!(a.iter().any(|i| i.inputs.len() == 4), "the four-modality mix is drawn");
+        for m in MOODS {
+            assert!(a.iter().any(|i| i.label.as_deref() == Some(m)), "class {m} is drawn");
+        }
     }
 }
