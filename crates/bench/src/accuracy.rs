@@ -232,8 +232,8 @@ fn top_gap(p: &[f32]) -> f64 {
     if b.is_finite() { a - b } else { 0.0 }
 }
 
-/// Recall@1 and @5 over items that have a pair partner.
-fn recall(rows: &[&[f32]], pairs: &[Option<&str>]) -> Option<(f64, f64)> {
+/// Recall@1 and @5 over items that have a pair partner (`None` when none has).
+pub fn recall(rows: &[&[f32]], pairs: &[Option<&str>]) -> Option<(f64, f64)> {
     let (mut n, mut r1, mut r5) = (0usize, 0usize, 0usize);
     for q in 0..rows.len() {
         let Some(p) = pairs[q] else { continue };

@@ -10,6 +10,7 @@ mod client;
 mod compile_hip;
 mod compile_kernels;
 mod embed;
+mod fit_head;
 mod import;
 mod index;
 mod info;
@@ -63,6 +64,9 @@ enum Command {
     Quantize(quantize::Args),
     /// Accuracy loss of a lower precision against FP32 on the same inputs, per head and stage.
     Accuracy(accuracy::Args),
+    /// Train a classification head as a linear probe over the frozen FP32 model, on labelled
+    /// requests (the built-in seeded set by default).
+    FitHead(fit_head::Args),
     /// Build or list a retrieval index that `run --index` searches.
     Index(index::Args),
     /// Benchmark the model: MLPerf-style scenarios (single-stream, multi-stream, server,
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
         Command::InitModel(a) => init_model::run(a).map_err(Failure::Model),
         Command::Quantize(a) => quantize::run(a).map_err(Failure::Model),
         Command::Accuracy(a) => accuracy::run(a).map_err(Failure::Model),
+        Command::FitHead(a) => fit_head::run(a).map_err(Failure::Model),
         Command::Index(a) => index::run(a).map_err(Failure::Model),
         Command::Bench(a) => bench::run(a).map_err(Failure::Model),
         Command::Serve(a) => serve::run_command(a).map_err(Failure::Serve),

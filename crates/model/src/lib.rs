@@ -19,6 +19,7 @@ pub mod input;
 pub mod model;
 pub mod output;
 pub mod precision;
+pub mod probe;
 pub mod request;
 pub mod sentence;
 pub mod smooth;

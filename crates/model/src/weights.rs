@@ -170,6 +170,21 @@ pub fn spec(config: &Config) -> Vec<WeightSpec> {
     v
 }
 
+/// The `omni-small` preset's fitted heads: its sentiment head is a linear probe trained on the
+/// built-in labelled set (see `presets/README.md` beside this crate for the command that
+/// writes the file), so its answers rest on class margins rather than on the chance
+/// directions of a random head.
+const OMNI_SMALL_HEADS: &[u8] = include_bytes!("../presets/omni-small.heads.safetensors");
+
+/// The fitted heads for `config`, when it is a built-in preset that has them: exactly
+/// `omni-small` (its `[quant]` section aside, which does not change f32 weights).
+fn fitted_heads(config: &Config) -> Option<&'static [u8]> {
+    let preset = Config::omni_small();
+    let mut plain = config.clone();
+    plain.quant = preset.quant.clone();
+    (plain == preset).then_some(OMNI_SMALL_HEADS)
+}
+
 /// A model's weights in host memory, by name.
 #[derive(Clone, Debug, Default)]
 pub struct Weights {
@@ -195,7 +210,24 @@ impl Weights {
                 .collect();
             tensors.insert(w.name, HostTensor::from_slice(w.shape.as_slice(), &values)?);
         }
-        Ok(Weights { tensors })
+        let mut weights = Weights { tensors };
+        if let Some(bytes) = fitted_heads(config) {
+            weights.apply_fitted(bytes)?;
+        }
+        Ok(weights)
+    }
+
+    /// Replace tensors by those of a safetensors file of fitted heads (f32, same shapes).
+    fn apply_fitted(&mut self, bytes: &[u8]) -> Result<()> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Weights(format!("fitted heads: {e}")))?;
+        for (name, view) in st.tensors() {
+            if view.dtype() != StDtype::F32 {
+                return Err(Error::Weights(format!("fitted head tensor '{name}' is {:?}, expected F32", view.dtype())));
+            }
+            let t = HostTensor::from_bytes(TensorDesc::new(view.shape(), DType::F32), view.data().to_vec())?;
+            self.replace(&name, t)?;
+        }
+        Ok(())
     }
 
     /// Read `path` (memory-mapped) and check it holds exactly the tensors `config` implies.
@@ -284,6 +316,16 @@ impl Weights {
         }
         *old = t;
         Ok(())
+    }
+
+    /// A copy holding only the tensors named in `names` (each must exist), e.g. one head's to
+    /// write on its own.
+    pub fn subset(&self, names: &[String]) -> Result<Weights> {
+        let mut tensors = BTreeMap::new();
+        for n in names {
+            tensors.insert(n.clone(), self.get(n)?.clone());
+        }
+        Ok(Weights { tensors })
     }
 
     /// The tensor called `name`.
@@ -479,6 +521,35 @@ mod tests {
         let back = Weights::load(&p, &c).unwrap();
         assert_eq!(back.parameters(), a.parameters());
         assert_eq!(back.get("text.embed").unwrap(), a.get("text.embed").unwrap());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_fitted_heads_apply_to_the_exact_preset_only() {
+        let st = SafeTensors::deserialize(OMNI_SMALL_HEADS).unwrap();
+        let fitted = st.tensor("heads.sentiment.weight").unwrap();
+        let c = Config::omni_small();
+        let w = Weights::generate(&c).unwrap();
+        assert_eq!(w.get("heads.sentiment.weight").unwrap().bytes(), fitted.data());
+        // The quant section does not matter; another seed or width is another model.
+        let mut q = c.clone();
+        q.quant.keep_fp32.clear();
+        assert_eq!(Weights::generate(&q).unwrap().get("heads.sentiment.weight").unwrap().bytes(), fitted.data());
+        let mut other = c.clone();
+        other.model.seed += 1;
+        assert_ne!(Weights::generate(&other).unwrap().get("heads.sentiment.weight").unwrap().bytes(), fitted.data());
+        assert!(fitted_heads(&Config::omni_base()).is_none());
+        // A file naming a tensor the model lacks, or of the wrong shape, is refused.
+        let mut w = Weights::generate(&other).unwrap();
+        let bias = w.subset(&["heads.retrieval.weight".to_string()]).unwrap();
+        let dir = std::env::temp_dir().join(format!("omnifuse-fitted-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("h.safetensors");
+        bias.save(&p).unwrap();
+        w.apply_fitted(&std::fs::read(&p).unwrap()).unwrap();
+        let mut base = Weights::generate(&Config::omni_base()).unwrap();
+        let e = base.apply_fitted(OMNI_SMALL_HEADS).unwrap_err().to_string();
+        assert!(e.contains("heads.sentiment"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 
