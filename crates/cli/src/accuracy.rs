@@ -101,6 +101,16 @@ fn render(r: &Report, precision: Precision) -> String {
     s
 }
 
+/// Style `bar` as a count of requests run, after `prefix` (shared with `fit-head`).
+pub fn style_requests(bar: &ProgressBar, prefix: String) {
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} requests, {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix);
+}
+
 /// Run the command.
 pub fn run(args: Args) -> Result<ExitCode> {
     let precision: Precision = args.precision.parse()?;
@@ -130,12 +140,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let target = args.model.open_in(Some(precision))?;
     let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(data.items.len() as u64) };
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} requests, {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("fp32 vs {precision}"));
+    style_requests(&bar, format!("fp32 vs {precision}"));
     let report = evaluate(&reference, &target, &data, |done, _| bar.set_position(done as u64));
     bar.finish_and_clear();
     if args.json {

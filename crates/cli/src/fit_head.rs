@@ -16,8 +16,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use indicatif::{ProgressBar, ProgressStyle};
-use omnifuse_harness::accuracy::{Dataset, Item};
+use indicatif::ProgressBar;
+use omnifuse_harness::accuracy::Dataset;
 use omnifuse_model::config::{HeadConfig, HeadKind, Pool};
 use omnifuse_model::probe::{self, Probe};
 use omnifuse_model::weights::Weights;
@@ -60,25 +60,22 @@ pub struct Args {
     out: PathBuf,
 }
 
-/// Pooled FP32 rows of a set of requests, with what they are scored on.
+/// Pooled FP32 rows of a set of requests, with each request's name and label.
 struct Rows {
     rows: Vec<Vec<f32>>,
-    items: Vec<Item>,
+    items: Vec<(String, Option<String>)>,
 }
 
 impl Rows {
     fn labels(&self, labels: &[String]) -> Result<Vec<usize>> {
         self.items
             .iter()
-            .map(|item| {
-                let Some(label) = &item.label else {
-                    return Err(Error::Request(format!(
-                        "{}: no label (labels.tsv names every training file)",
-                        item.name
-                    )));
+            .map(|(name, label)| {
+                let Some(label) = label else {
+                    return Err(Error::Request(format!("{name}: no label (labels.tsv names every training file)")));
                 };
                 labels.iter().position(|l| l == label).ok_or_else(|| {
-                    Error::Request(format!("{}: label '{label}' is not one of the head's {labels:?}", item.name))
+                    Error::Request(format!("{name}: label '{label}' is not one of the head's {labels:?}"))
                 })
             })
             .collect()
@@ -98,12 +95,7 @@ impl Rows {
 fn pooled(model: &Model, data: &Dataset, pool: Pool, what: &str) -> Result<Rows> {
     let width = model.config().model.width;
     let bar = ProgressBar::new(data.items.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} requests, {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(what.to_string());
+    crate::accuracy::style_requests(&bar, what.to_string());
     let mut rows = Vec::with_capacity(data.items.len());
     for item in &data.items {
         let trace = model.trace(&item.inputs).map_err(|e| Error::Request(format!("{}: {e}", item.name)))?;
@@ -127,17 +119,39 @@ fn pooled(model: &Model, data: &Dataset, pool: Pool, what: &str) -> Result<Rows>
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(Rows { rows, items: data.items.clone() })
+    Ok(Rows { rows, items: data.items.iter().map(|i| (i.name.clone(), i.label.clone())).collect() })
 }
 
 /// The L2 strengths `--l2 auto` tries.
 const L2_GRID: [f64; 5] = [1e-3, 1e-2, 0.1, 1.0, 10.0];
 
 /// Fit classification head `h` (labels `labels`): its weight and bias.
-fn fit_classifier(args: &Args, h: &HeadConfig, labels: &[String], train: &Rows, val: &Rows) -> Result<Probe> {
+/// `--l2`: a strength, or `None` for `auto`.
+fn parse_l2(v: &str) -> Result<Option<f64>> {
+    if v == "auto" {
+        return Ok(None);
+    }
+    v.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x >= 0.0)
+        .map(Some)
+        .ok_or_else(|| Error::Config(format!("--l2 '{v}': expected a number ≥ 0 or auto")))
+}
+
+/// Fit classification head `h` (labels `labels`) with L2 strength `l2` (`None`: chosen on
+/// `val`): its weight and bias.
+fn fit_classifier(
+    args: &Args,
+    l2: Option<f64>,
+    h: &HeadConfig,
+    labels: &[String],
+    train: &Rows,
+    val: &Rows,
+) -> Result<Probe> {
     let (ty, vy) = (train.labels(labels)?, val.labels(labels)?);
-    let l2 = match args.l2.as_str() {
-        "auto" => {
+    let l2 = match l2 {
+        Some(l2) => l2,
+        None => {
             let mut scored = Vec::with_capacity(L2_GRID.len());
             for l2 in L2_GRID {
                 let acc = probe::fit(&train.rows, &ty, labels.len(), l2, args.iterations)?.accuracy(&val.rows, &vy);
@@ -148,11 +162,6 @@ fn fit_classifier(args: &Args, h: &HeadConfig, labels: &[String], train: &Rows, 
             let se = (best * (1.0 - best) / vy.len().max(1) as f64).sqrt();
             scored.iter().filter(|s| s.1 >= best - se).map(|s| s.0).fold(L2_GRID[0], f64::max)
         }
-        v => v
-            .parse::<f64>()
-            .ok()
-            .filter(|x| x.is_finite() && *x >= 0.0)
-            .ok_or_else(|| Error::Config(format!("--l2 '{v}': expected a number ≥ 0 or auto")))?,
     };
     let p = probe::fit(&train.rows, &ty, labels.len(), l2, args.iterations)?;
     println!(
@@ -187,6 +196,7 @@ fn host(shape: &[usize], v: &[f32]) -> Result<omnifuse_core::HostTensor> {
 
 /// Run the command.
 pub fn run(args: Args) -> Result<ExitCode> {
+    let l2 = parse_l2(&args.l2)?;
     let model = args.model.open_in(Some(Precision::Fp32))?;
     let all = &model.config().heads;
     let heads: Vec<HeadConfig> = if args.heads.is_empty() {
@@ -242,7 +252,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         for h in mine {
             let name = format!("heads.{}", h.name);
             if let HeadKind::Classification { labels, .. } = &h.kind {
-                let p = fit_classifier(&args, h, labels, &train, &val)?;
+                let p = fit_classifier(&args, l2, h, labels, &train, &val)?;
                 weights.replace(&format!("{name}.weight"), host(&[p.classes, p.dim], &p.weight)?)?;
                 weights.replace(&format!("{name}.bias"), host(&[p.classes], &p.bias)?)?;
                 written.extend([format!("{name}.weight"), format!("{name}.bias")]);

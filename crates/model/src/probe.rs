@@ -6,10 +6,11 @@
 //! Algorithm: features are centred per column (mean μ) and divided by one deviation σ for the
 //! whole matrix (the RMS of the centred values), for conditioning; one σ for all columns keeps
 //! the L2 penalty on the weights as they are applied, so a low-variance feature cannot take a
-//! large weight cheaply — which would also magnify any rounding error it carries. The loss is the mean cross-entropy plus `l2/2·‖W‖²` (bias not penalised); Nesterov's
-//! accelerated gradient with step `1/L`, where `L` bounds the gradient's Lipschitz constant
-//! (half the largest eigenvalue of the standardised Gram matrix, by power iteration, plus
-//! `l2`). Everything is f64 and sequential, so a fit is the same on every machine. The
+//! large weight cheaply — which would also magnify any rounding error it carries. The loss
+//! is the mean cross-entropy plus `l2/2·‖W‖²` (bias not penalised); Nesterov's accelerated
+//! gradient with step `1/L`, where `L` bounds the gradient's Lipschitz constant (half the
+//! largest eigenvalue of the standardised Gram matrix, by power iteration, plus `l2`).
+//! Everything is f64 and sequential, so a fit is the same on every machine. The
 //! standardisation is folded back into the result: `W = W'/σ`, `b = b' − W·μ`.
 
 use crate::error::{Error, Result};
@@ -88,7 +89,7 @@ pub fn fit(rows: &[Vec<f32>], labels: &[usize], classes: usize, l2: f64, iterati
         let row = &theta[c * width..(c + 1) * width];
         let mut b = row[dim];
         for j in 0..dim {
-            let w = row[j] / x.sigma[j];
+            let w = row[j] / x.sigma;
             weight[c * dim + j] = w as f32;
             b -= w * x.mu[j];
         }
@@ -102,7 +103,8 @@ struct Standardised {
     /// `[n, dim]`, row-major.
     z: Vec<f64>,
     mu: Vec<f64>,
-    sigma: Vec<f64>,
+    /// One deviation for every column.
+    sigma: f64,
 }
 
 fn standardise(rows: &[Vec<f32>], dim: usize) -> Standardised {
@@ -119,10 +121,10 @@ fn standardise(rows: &[Vec<f32>], dim: usize) -> Standardised {
             *s += (v as f64 - m).powi(2) / n;
         }
     }
-    // One deviation for every column; all-constant features are left unscaled.
+    // All-constant features are left unscaled.
     let rms = (var.iter().sum::<f64>() / dim as f64).sqrt();
-    let sigma = vec![if rms > 1e-12 { rms } else { 1.0 }; dim];
-    let z = rows.iter().flat_map(|r| r.iter().zip(&mu).zip(&sigma).map(|((&v, &m), &s)| (v as f64 - m) / s)).collect();
+    let sigma = if rms > 1e-12 { rms } else { 1.0 };
+    let z = rows.iter().flat_map(|r| r.iter().zip(&mu).map(|(&v, &m)| (v as f64 - m) / sigma)).collect();
     Standardised { z, mu, sigma }
 }
 

@@ -539,13 +539,14 @@ mod tests {
         other.model.seed += 1;
         assert_ne!(Weights::generate(&other).unwrap().get("heads.sentiment.weight").unwrap().bytes(), fitted.data());
         assert!(fitted_heads(&Config::omni_base()).is_none());
-        // A file naming a tensor the model lacks, or of the wrong shape, is refused.
+        // A file of any of the model's own tensors applies; one whose shapes differ from the
+        // model's (omni-small's heads on omni-base) is refused.
         let mut w = Weights::generate(&other).unwrap();
-        let bias = w.subset(&["heads.retrieval.weight".to_string()]).unwrap();
+        let retrieval = w.subset(&["heads.retrieval.weight".to_string()]).unwrap();
         let dir = std::env::temp_dir().join(format!("omnifuse-fitted-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("h.safetensors");
-        bias.save(&p).unwrap();
+        retrieval.save(&p).unwrap();
         w.apply_fitted(&std::fs::read(&p).unwrap()).unwrap();
         let mut base = Weights::generate(&Config::omni_base()).unwrap();
         let e = base.apply_fitted(OMNI_SMALL_HEADS).unwrap_err().to_string();
